@@ -1,0 +1,256 @@
+"""``ddsp-device``: the command line.
+
+User mistakes (a bad config key, a broken model, a malformed CSV) end in one ``error:`` line that
+names the problem and a non-zero exit status, never a traceback. Exit status: 0 success, 1 an
+error at run time (model, audio, controls), 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+# The engine is single-threaded by design: keep BLAS from spawning threads behind our back.
+# Must happen before numpy is first imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+log = logging.getLogger("ddsp_device")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="config file read after /etc/ddsp-device/config.toml")
+    p.add_argument(
+        "-o", "--option", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable), e.g. -o audio.period_size=256",
+    )
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="NAME|PATH", help="model name or .tflite path (default: [model] name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddsp-device",
+        description="A neural instrument in a box: controls -> int8 DDSP model -> harmonic+noise synth -> audio.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("render", help="render a performance CSV (time_s,f0_hz,loudness) to a WAV file")
+    p.add_argument("--controls", required=True, metavar="CSV", help="CSV with header time_s,f0_hz,loudness")
+    p.add_argument("--out", required=True, metavar="WAV", help="16-bit mono WAV to write")
+    _add_model_args(p)
+    p.add_argument("--sample-rate", type=int, choices=(44100, 48000), metavar="HZ", help="output rate (default: [audio] sample_rate)")
+    p.add_argument("--period", type=int, metavar="FRAMES", help="period size to render in (default: [audio] period_size)")
+    p.add_argument("--tail", type=float, default=1.0, metavar="S", help="seconds rendered after the last row, loudness 0 (default 1.0)")
+    _add_config_args(p)
+
+    p = sub.add_parser("demo", help="render the built-in phrase to demo.wav and play it if a sound card is present")
+    p.add_argument("--out", default="demo.wav", metavar="WAV", help="WAV to write (default demo.wav)")
+    _add_model_args(p)
+    p.add_argument("--no-play", action="store_true", help="only write the file")
+    p.add_argument("--write-csv", metavar="CSV", help="also write the phrase as a performance CSV")
+    _add_config_args(p)
+
+    p = sub.add_parser("bench", help="measure the engine on this machine (single-threaded)")
+    _add_model_args(p)
+    p.add_argument("--period", type=int, metavar="FRAMES", help="period size (default: [audio] period_size)")
+    p.add_argument("--seconds", type=float, default=20.0, metavar="S", help="audio seconds to render (default 20)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_config_args(p)
+
+    p = sub.add_parser("config", help="configuration")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    csub.required = True
+    c = csub.add_parser("check", help="validate the configuration and print the effective values")
+    c.add_argument("file", nargs="?", metavar="FILE", help="config file to check (as --config)")
+    c.add_argument("--config", dest="config_opt", metavar="FILE", help=argparse.SUPPRESS)
+    c.add_argument("-o", "--option", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+def _load_config(args):
+    from .config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _engine(cfg, model: str | None, sample_rate: int | None = None):
+    from .engine import Engine, EngineSettings
+    from .model import ModelDefaults
+
+    defaults = ModelDefaults(
+        sample_rate_hz=cfg.model.fallback_sample_rate_hz,
+        frame_rate_hz=cfg.model.fallback_frame_rate_hz,
+        f0_min_hz=cfg.model.fallback_f0_min_hz,
+        f0_max_hz=cfg.model.fallback_f0_max_hz,
+    )
+    settings = EngineSettings.from_config(cfg, sample_rate=sample_rate)
+    return Engine.load(
+        model or cfg.model.name, settings,
+        directory=cfg.model.directory or None, runtime=cfg.model.runtime, defaults=defaults,
+    )
+
+
+def render_performance(engine, frames, sink, period: int) -> dict:
+    """Render per-frame controls through ``engine`` into ``sink``, period by period.
+
+    Returns the peak (dBFS) and the number of samples written.
+    """
+    import numpy as np
+
+    out = np.empty(period, np.float32)
+    peak = 0.0
+    written = 0
+    total = frames.n_samples
+    while written < total:
+        engine.render(out, frames)
+        n = min(period, total - written)
+        block = out[:n]
+        peak = max(peak, float(np.abs(block).max(initial=0.0)))
+        sink.write(block)
+        written += n
+    peak_dbfs = 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+    return {"samples": written, "peak_dbfs": peak_dbfs}
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_render(args) -> int:
+    from .audio.sinks import WavSink
+    from .performance import read_csv
+
+    cfg = _load_config(args)
+    performance = read_csv(args.controls)
+    period = args.period or cfg.audio.period_size
+    if not 1 <= period <= 4096:
+        raise _UsageError(f"--period: must be between 1 and 4096, got {period}")
+    if args.tail < 0:
+        raise _UsageError(f"--tail: must be >= 0, got {args.tail:g}")
+    with _engine(cfg, args.model, args.sample_rate) as engine:
+        frames = performance.frames(engine.hop, engine.sample_rate, tail_s=args.tail)
+        with WavSink(args.out, engine.sample_rate, max_block=period) as sink:
+            result = render_performance(engine, frames, sink, period)
+        print(
+            f"wrote {args.out}: {result['samples'] / engine.sample_rate:.2f} s at {engine.sample_rate} Hz, "
+            f"peak {result['peak_dbfs']:.1f} dBFS, model {engine.model.info.name}"
+        )
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import time
+
+    from .audio.sinks import WavSink, read_wav
+    from .performance import demo_phrase, write_csv
+
+    cfg = _load_config(args)
+    phrase = demo_phrase()
+    if args.write_csv:
+        write_csv(phrase, args.write_csv)
+    period = cfg.audio.period_size
+    with _engine(cfg, args.model) as engine:
+        frames = phrase.frames(engine.hop, engine.sample_rate, tail_s=1.0)
+        t0 = time.perf_counter()
+        with WavSink(args.out, engine.sample_rate, max_block=period) as sink:
+            result = render_performance(engine, frames, sink, period)
+        elapsed = time.perf_counter() - t0
+        seconds = result["samples"] / engine.sample_rate
+        info = engine.model.info
+        print(
+            f"wrote {args.out}: {seconds:.2f} s of the built-in phrase at {engine.sample_rate} Hz, "
+            f"model {info.name} ({info.runtime_name}), peak {result['peak_dbfs']:.1f} dBFS, "
+            f"rendered in {elapsed:.2f} s ({seconds / elapsed:.0f}x real time)"
+        )
+    if args.no_play:
+        return 0
+    from .audio.alsa import sound_cards
+
+    cards = sound_cards()
+    if not cards:
+        print("no sound card found (/proc/asound/cards); not playing. Copy demo.wav somewhere with speakers.")
+        return 0
+    from .audio.alsa import AlsaSink
+
+    audio, rate = read_wav(args.out)
+    print(f"playing on ALSA {cfg.audio.device!r} (cards: {', '.join(cards)})")
+    with AlsaSink(cfg.audio.device, rate, max(cfg.audio.period_size, 1024), 4) as sink:
+        step = sink.period_size
+        for i in range(0, len(audio), step):
+            sink.write(audio[i : i + step])
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import format_report, run_bench
+
+    cfg = _load_config(args)
+    period = args.period or cfg.audio.period_size
+    if not 16 <= period <= 4096:
+        raise _UsageError(f"--period: must be between 16 and 4096, got {period}")
+    if not args.seconds > 0:
+        raise _UsageError(f"--seconds: must be > 0, got {args.seconds:g}")
+    with _engine(cfg, args.model) as engine:
+        report = run_bench(
+            engine, period_size=period, seconds=args.seconds, periods=cfg.audio.periods,
+            sensor_rate_hz=cfg.controls.sensor_rate_hz,
+        )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import check_main
+
+    if args.config_command == "check":
+        return check_main(args.file or args.config_opt, args.overrides)
+    raise _UsageError(f"config: unknown subcommand {args.config_command!r}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+COMMANDS = {"render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from .errors import ConfigError, DdspDeviceError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except _UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except DdspDeviceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The commands, run in-process through main() and as the installed console script."""
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddsp_device.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def no_system_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDSP_DEVICE_SYSTEM_CONFIG", str(tmp_path / "absent.toml"))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def wav_info(path):
+    with wave.open(str(path)) as w:
+        return w.getframerate(), w.getnchannels(), w.getnframes()
+
+
+@pytest.mark.runtime
+def test_render_csv_to_wav(tmp_path, capsys):
+    csv = write(tmp_path / "perf.csv", "time_s,f0_hz,loudness\n0,220,0\n0.1,220,0.8\n0.5,330,0.8\n1.0,330,0\n")
+    out = tmp_path / "perf.wav"
+    assert main(["render", "--controls", str(csv), "--out", str(out), "--tail", "0.5"]) == 0
+    rate, ch, n = wav_info(out)
+    assert (rate, ch) == (48000, 1) and n == int(1.5 * 48000)
+    assert "peak" in capsys.readouterr().out
+
+
+@pytest.mark.runtime
+def test_render_at_44k1_and_other_period(tmp_path):
+    csv = write(tmp_path / "p.csv", "time_s,f0_hz,loudness\n0,440,0.5\n0.5,440,0.5\n")
+    out = tmp_path / "p.wav"
+    assert main(["render", "--controls", str(csv), "--out", str(out), "--sample-rate", "44100", "--period", "256", "--tail", "0"]) == 0
+    assert wav_info(out)[0] == 44100
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty file"),
+        ("time,f0,loud\n0,1,1\n", "header must be time_s,f0_hz,loudness"),
+        ("time_s,f0_hz,loudness\n", "no control rows"),
+        ("time_s,f0_hz,loudness\n0,440,0.5\n0.1,abc,0.5\n", "line 3"),
+        ("time_s,f0_hz,loudness\n0,440,0.5\n0,440,0.5\n", "line 3: time_s must increase"),
+        ("time_s,f0_hz,loudness\n0,440,1.5\n", "line 2: loudness must be in 0..1"),
+        ("time_s,f0_hz,loudness\n0,-3,0.5\n", "line 2: f0_hz must be > 0"),
+        ("time_s,f0_hz,loudness\n0,440\n", "line 2: expected 3 columns"),
+        ("time_s,f0_hz,loudness\n0,nan,0.5\n", "line 2: f0_hz is not a finite number"),
+    ],
+)
+def test_render_rejects_bad_csv_with_one_line(tmp_path, capsys, text, message):
+    csv = write(tmp_path / "bad.csv", text)
+    out = tmp_path / "never.wav"
+    assert main(["render", "--controls", str(csv), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_render_names_a_missing_model(tmp_path, capsys):
+    csv = write(tmp_path / "p.csv", "time_s,f0_hz,loudness\n0,440,0.5\n")
+    assert main(["render", "--controls", str(csv), "--out", str(tmp_path / "x.wav"), "--model", "NoSuchModel"]) == 1
+    err = capsys.readouterr().err
+    assert "model 'NoSuchModel': not found" in err and "TestFixture" in err
+
+
+def test_render_bad_model_file(tmp_path, capsys):
+    csv = write(tmp_path / "p.csv", "time_s,f0_hz,loudness\n0,440,0.5\n")
+    bad = tmp_path / "Broken.tflite"
+    bad.write_bytes(b"not a model at all")
+    assert main(["render", "--controls", str(csv), "--out", str(tmp_path / "x.wav"), "--model", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Broken.tflite" in err[0]
+
+
+def test_config_errors_are_collected(tmp_path, capsys):
+    cfg = write(tmp_path / "c.toml", "[audio]\nperiod_size = 4096\nsample_rate = 22050\nperod = 2\n")
+    assert main(["config", "check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "audio.period_size: must be between 32 and 2048, got 4096" in err
+    assert "audio.sample_rate: must be one of 44100, 48000, got 22050" in err
+    assert "did you mean 'periods'" in err
+    assert "Traceback" not in err
+
+
+def test_config_check_ok(capsys):
+    assert main(["config", "check", "-o", "audio.period_size=256"]) == 0
+    assert "period_size = 256" in capsys.readouterr().out
+
+
+def test_render_refuses_bad_config_override(tmp_path, capsys):
+    csv = write(tmp_path / "p.csv", "time_s,f0_hz,loudness\n0,440,0.5\n")
+    assert main(["render", "--controls", str(csv), "--out", str(tmp_path / "x.wav"), "-o", "synth.reverb_mix=3"]) == 2
+    assert "synth.reverb_mix: must be between 0" in capsys.readouterr().err
+
+
+@pytest.mark.runtime
+def test_bench_json_reports_every_figure(capsys):
+    assert main(["bench", "--seconds", "0.5", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in ("rtf", "period_ms", "model_ms", "budget_ms", "latency_ms", "latency_parts_ms"):
+        assert key in r
+    assert set(r["period_ms"]) == {"p50", "p99", "p999", "max"}
+    assert set(r["latency_parts_ms"]) == {"sensor_interval_ms", "control_hop_ms", "synthesis_lookahead_ms", "alsa_buffer_ms"}
+    assert r["latency_ms"] == pytest.approx(sum(r["latency_parts_ms"].values()), abs=0.01)
+    assert r["budget_ms"] == pytest.approx(1000 * 128 / 48000, rel=1e-3)
+    assert 0 < r["rtf"] and r["period_ms"]["p50"] <= r["period_ms"]["max"]
+
+
+@pytest.mark.runtime
+def test_demo_writes_an_expressive_phrase(tmp_path):
+    out = tmp_path / "demo.wav"
+    csv = tmp_path / "phrase.csv"
+    assert main(["demo", "--out", str(out), "--no-play", "--write-csv", str(csv)]) == 0
+    rate, ch, n = wav_info(out)
+    assert rate == 48000 and ch == 1 and n / rate >= 5.0
+    # the phrase round-trips through render and gives the same audio
+    again = tmp_path / "again.wav"
+    assert main(["render", "--controls", str(csv), "--out", str(again)]) == 0
+    from ddsp_device.audio.sinks import read_wav
+
+    a, _ = read_wav(out)
+    b, _ = read_wav(again)
+    assert len(a) == len(b)
+    # the CSV is written with 5 decimals, so allow a tiny difference
+    assert np.max(np.abs(a - b)) < 0.02
+
+
+def test_console_script_exits_nonzero_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("ddsp-device")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ddsp_device.cli"]
+    r = subprocess.run(cmd + ["render", "--controls", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o.wav")],
+                       capture_output=True, text=True, env={"DDSP_DEVICE_SYSTEM_CONFIG": str(tmp_path / "none"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "device")})
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr and "missing.csv" in r.stderr
