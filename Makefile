@@ -1,0 +1,65 @@
+# ddsp-device: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what is missing first: system packages (Debian / Raspberry Pi OS), a venv, the package.
+
+PYTHON       ?= python3
+VENV         ?= .venv
+VENV_LITERT  ?= .venv-litert
+PIP_FLAGS    ?= --disable-pip-version-check --quiet
+# Debian packages: libasound2-dev and a C compiler build pyalsaaudio; alsa-utils gives aplay -L.
+APT_PACKAGES ?= libasound2-dev gcc alsa-utils
+
+.PHONY: all demo test test-main test-litert bench deps system-deps clean help
+
+all: help
+
+help:
+	@echo "make demo   - install what is missing, render the built-in phrase to demo.wav, play it if there is a sound card"
+	@echo "make test   - install what is missing and run every test (under tflite-runtime, and the runtime tests under ai-edge-litert)"
+	@echo "make bench  - measure the engine on this machine"
+	@echo "make clean  - remove the venvs and build output"
+
+demo: deps
+	$(VENV)/bin/ddsp-device demo --out demo.wav
+
+test: test-main test-litert
+
+test-main: deps
+	$(VENV)/bin/python -m pytest
+
+# The runtime tests again under the other runtime (LiteRT, numpy 2), as Trixie will run them.
+test-litert: $(VENV_LITERT)/.installed
+	DDSP_DEVICE_RUNTIME=ai-edge-litert $(VENV_LITERT)/bin/python -m pytest -m runtime
+
+bench: deps
+	$(VENV)/bin/ddsp-device bench
+
+deps: system-deps $(VENV)/.installed
+
+# Installs the Debian packages that are missing (as root, or through sudo when available).
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then echo "error: missing system packages:$$missing (no apt-get here; install them by hand)"; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: missing system packages:$$missing; run: sudo apt-get install$$missing"; exit 1; fi; \
+	  echo "installing system packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[hw,test]'
+	@touch $@
+
+# Second environment: the same package on ai-edge-litert (no tflite-runtime, numpy 2).
+$(VENV_LITERT)/.installed: pyproject.toml
+	@test -x $(VENV_LITERT)/bin/python || $(PYTHON) -m venv $(VENV_LITERT)
+	$(VENV_LITERT)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV_LITERT)/bin/pip install $(PIP_FLAGS) -e . --no-deps
+	$(VENV_LITERT)/bin/pip install $(PIP_FLAGS) 'ai-edge-litert>=2.1' 'numpy>=1.26' 'pytest>=8' 'hypothesis>=6.100'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) $(VENV_LITERT) build dist device/*.egg-info .pytest_cache demo.wav
