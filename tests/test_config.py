@@ -71,7 +71,8 @@ def test_defaults_load_with_documented_values():
     assert cfg.synth.reverb_mix == 0.15
     assert cfg.synth.reverb_decay_s == 1.5
     assert cfg.synth.noise_seed == 0
-    assert cfg.controls.sensor_rate_hz == 1000.0
+    assert cfg.controls.adc_type == "ads1015" and cfg.controls.adc_address == 0x48
+    assert cfg.panel.enabled is True and cfg.panel.led_pin == 12
     assert all(cfg.origin(f"{s}.{k}") == "defaults" for s, keys in cfg.as_dict().items() for k in keys)
 
 
@@ -306,9 +307,9 @@ def test_bool_is_never_a_number(tmp_path, dotted):
 
 
 def test_int_accepted_for_float(tmp_path):
-    f = write(tmp_path / "c.toml", "[controls]\nsensor_rate_hz = 500\n")
-    value = load_config(f).controls.sensor_rate_hz
-    assert value == 500.0 and type(value) is float
+    f = write(tmp_path / "c.toml", "[controls]\nribbon_base_hz = 220\n")
+    value = load_config(f).controls.ribbon_base_hz
+    assert value == 220.0 and type(value) is float
 
 
 def test_invalid_toml_has_file_line_and_column(tmp_path):
@@ -360,7 +361,7 @@ def test_errors_from_every_layer_in_one_run(tmp_path, monkeypatch):
     monkeypatch.setenv(SYSTEM_CONFIG_ENV, str(system))
     user = write(tmp_path / "user.toml",
                  "[audo]\nx = 1\n[audio]\nperiod_size = 4096\nsample_rate = 22050\n"
-                 "[model]\nname = 5\n[controls]\nsensor_rate_hz = true\n")
+                 "[model]\nname = 5\n[controls]\nribbon_base_hz = true\n")
     problems = problems_of(config_file=user,
                            overrides=["synth.noise_seed=-3", "bad", "audio.perod_size=1"])
     assert sorted(problems) == sorted([
@@ -372,7 +373,7 @@ def test_errors_from_every_layer_in_one_run(tmp_path, monkeypatch):
         f"audio.periods: must be between 2 and 16, got 99 (from {system})",
         f"model.name: expected a string, got integer 5 (from {user})",
         "synth.noise_seed: must be at least 0, got -3 (from -o)",
-        f"controls.sensor_rate_hz: expected a number, got boolean true (from {user})",
+        f"controls.ribbon_base_hz: expected a number, got boolean true (from {user})",
     ])
 
 
@@ -517,3 +518,14 @@ def test_every_key_has_doc_and_valid_default():
         for dotted in check.keys:
             section, key = dotted.split(".")
             assert key in SCHEMA[section].keys
+
+
+def test_pitch_and_pressure_must_use_different_adc_inputs(tmp_path):
+    f = write(tmp_path / "c.toml", "[controls]\npitch_channel = 1\npressure_channel = 1\n")
+    (problem,) = problems_of(config_file=f)
+    assert problem.startswith("controls.pressure_channel: must differ from controls.pitch_channel")
+
+
+def test_hex_addresses_are_accepted(tmp_path):
+    f = write(tmp_path / "c.toml", "[controls]\nadc_address = 0x49\n")
+    assert load_config(f).controls.adc_address == 0x49

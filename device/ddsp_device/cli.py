@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_config_args(p)
 
+    p = sub.add_parser("monitor", help="live readout of the sensors, f0, loudness and knobs")
+    p.add_argument("--emulate", action="store_true", help="an emulated build playing by itself (no hardware)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=20.0, metavar="HZ", help="updates per second (default 20)")
+    _add_config_args(p)
+
+    p = sub.add_parser("calibrate", help="guided calibration of the ribbon, pressure sensor and knobs")
+    p.add_argument("--emulate", action="store_true", help="an emulated build that acts out each step (no hardware)")
+    p.add_argument("--step-seconds", type=float, metavar="S",
+                   help="collect each step for S seconds instead of waiting for Enter")
+    p.add_argument("--out", metavar="FILE", help="where to save (default: <state dir>/calibration.json)")
+    _add_config_args(p)
+
     p = sub.add_parser("config", help="configuration")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     csub.required = True
@@ -194,6 +207,8 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import format_report, run_bench
 
+    from .controls.rig import nominal_sensor_rate_hz
+
     cfg = _load_config(args)
     period = args.period or cfg.audio.period_size
     if not 16 <= period <= 4096:
@@ -203,10 +218,28 @@ def cmd_bench(args) -> int:
     with _engine(cfg, args.model) as engine:
         report = run_bench(
             engine, period_size=period, seconds=args.seconds, periods=cfg.audio.periods,
-            sensor_rate_hz=cfg.controls.sensor_rate_hz,
+            sensor_rate_hz=nominal_sensor_rate_hz(cfg),
         )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
+
+
+def cmd_monitor(args) -> int:
+    from .controls.tools import monitor_command
+
+    if not args.rate > 0:
+        raise _UsageError(f"--rate: must be > 0, got {args.rate:g}")
+    return monitor_command(_load_config(args), sys.stdout, emulate=args.emulate, seconds=args.seconds,
+                           rate_hz=args.rate)
+
+
+def cmd_calibrate(args) -> int:
+    from .controls.tools import calibrate_command
+
+    if args.step_seconds is not None and not args.step_seconds > 0:
+        raise _UsageError(f"--step-seconds: must be > 0, got {args.step_seconds:g}")
+    return calibrate_command(_load_config(args), sys.stdout, emulate=args.emulate,
+                             step_seconds=args.step_seconds, path=args.out)
 
 
 def cmd_config(args) -> int:
@@ -221,7 +254,10 @@ class _UsageError(Exception):
     pass
 
 
-COMMANDS = {"render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "config": cmd_config}
+COMMANDS = {
+    "render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "monitor": cmd_monitor,
+    "calibrate": cmd_calibrate, "config": cmd_config,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,286 @@
+"""``ddsp-device monitor`` and ``ddsp-device calibrate``: the controls, seen over SSH.
+
+Both run the sensor poller in its thread and read what it publishes. ``--emulate`` puts an
+emulated build (:func:`emulated_bus`) behind the bus, so both commands can be tried, and are
+tested, without hardware.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, TextIO
+
+from ..errors import ControlsError
+from . import calibration as calibration_mod
+from .calibration import Calibration, CalibrationSession
+from .emulated import EmulatedADS1015, EmulatedADS1115, EmulatedBus, EmulatedMPR121, EmulatedMPRLS
+from .mapping import hz_to_midi
+from .poller import ControlState
+
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+#: MPRLS breath range a player uses above ambient, hPa (for the calibration's plausibility checks).
+BREATH_RANGE_HPA = 60.0
+
+
+def note_name(f0_hz: float) -> str:
+    """``440.0`` → ``"A4"``, with the deviation in cents when it is more than 5: ``"A4+12"``."""
+    if not f0_hz > 0:
+        return "-"
+    midi = hz_to_midi(f0_hz)
+    n = int(round(midi))
+    cents = int(round(100 * (midi - n)))
+    name = f"{NOTE_NAMES[n % 12]}{n // 12 - 1}"
+    return name if abs(cents) <= 5 else f"{name}{cents:+d}"
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "  -  " if v is None else format(v, spec)
+
+
+def format_state(state: ControlState, knob_roles: tuple[str, ...]) -> str:
+    """One line: mapped controls, raw readings, knobs and sensor health."""
+    raw = state.raw
+    parts = [f"f0 {state.f0_hz:7.1f} Hz {note_name(state.f0_hz):<6}", f"loudness {state.loudness:.3f}"]
+    if raw is not None:
+        if raw.pitch is not None:
+            parts.append(f"ribbon {_fmt(raw.pitch)}")
+        if raw.keys is not None:
+            parts.append(f"keys {raw.keys:012b}")
+        if raw.pressure is not None:
+            parts.append(f"pressure {_fmt(raw.pressure)}")
+        if raw.pressure_hpa is not None:
+            parts.append(f"breath {_fmt(raw.pressure_hpa, '.1f')} hPa")
+    for role, value in zip(knob_roles, state.knobs):
+        parts.append(f"{role} {value:.2f}")
+    for s in state.sensors:
+        health = "ok" if s.present else "ABSENT"
+        faults = f" faults {s.faults}" if s.faults else ""
+        parts.append(f"{s.name}@0x{s.address:02x} {health}{faults}")
+    return " | ".join(parts)
+
+
+def run_monitor(
+    rig, out: TextIO, *, seconds: float | None = None, rate_hz: float = 20.0, tty: bool | None = None
+) -> int:
+    """Print the poller's newest state ``rate_hz`` times a second until ``seconds`` or Ctrl-C.
+
+    On a terminal the line is rewritten in place; otherwise one line per update.
+    """
+    tty = out.isatty() if tty is None else tty
+    interval = 1.0 / rate_hz
+    rig.poller.start()
+    t_end = None if seconds is None else time.monotonic() + seconds
+    first_by = time.monotonic() + 1.0  # let the first scan finish before showing health
+    while rig.poller.latest.raw is None and time.monotonic() < first_by:
+        time.sleep(0.01)
+    lines = 0
+    try:
+        while t_end is None or time.monotonic() < t_end:
+            line = format_state(rig.poller.latest, rig.knob_roles)
+            if tty:
+                out.write("\r\x1b[K" + line)
+            else:
+                out.write(line + "\n")
+            out.flush()
+            lines += 1
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if tty:
+            out.write("\n")
+        rig.poller.stop()
+    return lines
+
+
+class Collector:
+    """Gathers raw readings published by the poller (its thread) for the calibration (main thread)."""
+
+    def __init__(self):
+        self.active = False
+        self.samples: list = []
+
+    def __call__(self, state: ControlState) -> None:
+        if self.active and state.raw is not None:
+            self.samples.append(state.raw)  # list.append is atomic
+
+    def take(self) -> list:
+        self.active = False
+        samples, self.samples = self.samples, []
+        return samples
+
+
+def run_calibration(
+    rig,
+    collector: Collector,
+    session: CalibrationSession,
+    out: TextIO,
+    *,
+    wait: Callable[[str], None],
+    on_step: Callable[[str], None] | None = None,
+    max_attempts: int = 3,
+) -> Calibration:
+    """Walk the player through ``session``'s steps, collecting readings between two ``wait``s.
+
+    ``wait(message)`` returns when the player is ready (Enter, or a timer for scripted runs).
+    ``on_step(name)`` is told which step is collecting (the emulated player acts it out).
+
+    Raises:
+        ControlsError: a step failed ``max_attempts`` times (the message says why).
+    """
+    roles = rig.knob_roles
+    total = len(session.steps)
+    rig.poller.start()
+    try:
+        while session.step is not None:
+            step = session.step
+            number = session.steps.index(step) + 1
+            for attempt in range(1, max_attempts + 1):
+                out.write(f"\nStep {number}/{total}: {step.prompt}\n")
+                wait("Press Enter, then do it; press Enter again when you are done.")
+                if on_step is not None:
+                    on_step(step.name)
+                collector.take()
+                collector.active = True
+                wait("")
+                for raw in collector.take():
+                    value = raw.pressure_hpa if raw.pressure_hpa is not None else raw.pressure
+                    session.add(ribbon=raw.pitch, pressure=value, knobs=dict(zip(roles, raw.knobs)))
+                if on_step is not None:
+                    on_step("idle")
+                try:
+                    out.write("  ok: " + session.finish_step() + "\n")
+                    break
+                except ControlsError as err:
+                    out.write(f"  not accepted: {err}\n")
+                    if attempt == max_attempts:
+                        raise ControlsError(f"calibration step '{step.name}' failed {max_attempts} times: {err}") from err
+                    out.write("  Let's try that step again.\n")
+    finally:
+        rig.poller.stop()
+    return session.result()
+
+
+def session_for(cfg, previous: Calibration | None) -> CalibrationSession:
+    """The calibration steps the configured build needs."""
+    c = cfg.controls
+    roles = tuple(r for r in ("volume", "reverb", "transpose") if getattr(c, f"{r}_channel") >= 0)
+    return CalibrationSession(
+        ribbon=c.pitch_source == "ribbon",
+        pressure=c.pressure_source != "none",
+        knobs=roles,
+        previous=previous,
+        pressure_full_scale=BREATH_RANGE_HPA if c.pressure_source == "mprls" else None,
+    )
+
+
+class EmulatedPlayer:
+    """An emulated build whose 'player' acts out whatever calibration step is collecting.
+
+    ``bus`` carries the configured chips; call :meth:`act` with a step name (``release``,
+    ``ribbon``, ``pressure``, ``knobs``, or ``idle``). With ``gesture=True`` it plays a phrase by
+    itself instead (for ``monitor --emulate``).
+    """
+
+    def __init__(self, cfg, clock, *, gesture: bool = False):
+        c = cfg.controls
+        self.clock = clock
+        self.supply_v = c.supply_v
+        self.bus = EmulatedBus(clock)
+        adc_cls = EmulatedADS1015 if c.adc_type == "ads1015" else EmulatedADS1115
+        self.adc = self.bus.attach(c.adc_address, adc_cls(clock, supply_v=c.supply_v))
+        self.cfg = cfg
+        self.keys = self.mprls = None
+        if c.pitch_source == "keys":
+            self.keys = self.bus.attach(c.keys_address, EmulatedMPR121(clock))
+        if c.pressure_source == "mprls":
+            self.mprls = self.bus.attach(c.mprls_address, EmulatedMPRLS(clock, pressure_hpa=1013.25))
+        self._t0 = clock.now()
+        self.act("gesture" if gesture else "idle")
+
+    def _knob_channels(self):
+        c = self.cfg.controls
+        return [ch for ch in (c.volume_channel, c.reverb_channel, c.transpose_channel) if ch >= 0]
+
+    def act(self, step: str) -> None:
+        c, vdd, t0 = self.cfg.controls, self.supply_v, self.clock.now()
+
+        def since(t: float) -> float:
+            return t - t0
+
+        ribbon = lambda t: 0.0  # noqa: E731 - untouched: wiper pulled to 0 V
+        press = lambda t: 0.002 * vdd  # noqa: E731
+        breath = 1013.25
+        knob = lambda t: 0.5 * vdd  # noqa: E731
+        if step == "ribbon":
+            ribbon = lambda t: vdd * (0.1 + 0.85 * min(1.0, since(t) / 0.8))  # noqa: E731
+        elif step == "pressure":
+            press = lambda t: vdd * (0.1 + 0.6 * abs(math.sin(math.pi * since(t) / 0.4)))  # noqa: E731
+            breath = lambda t: 1013.25 + 45.0 * abs(math.sin(math.pi * since(t) / 0.4))  # noqa: E731
+        elif step == "knobs":
+            knob = lambda t: vdd * min(1.0, 1.02 * (1.0 - abs((since(t) / 0.8) % 2.0 - 1.0)))  # noqa: E731
+        elif step == "gesture":
+            ribbon = lambda t: vdd * (0.5 - 0.4 * math.cos(2 * math.pi * 0.1 * since(t)))  # noqa: E731
+
+            def press(t):  # 2 s notes after 0.5 s rests, starting at rest (auto-zero)
+                x = (since(t) + 2.0) % 2.5
+                return 0.0 if x >= 2.0 else vdd * 0.6 * min(1.0, x / 0.05, (2.0 - x) / 0.05)
+
+            knob = lambda t: 0.5 * vdd  # noqa: E731
+        if c.pitch_source == "ribbon":
+            self.adc.set_input(c.pitch_channel, ribbon)
+        if c.pressure_source == "adc":
+            self.adc.set_input(c.pressure_channel, press)
+        for ch in self._knob_channels():
+            self.adc.set_input(ch, knob)
+        if self.mprls is not None:
+            self.mprls.pressure_hpa = breath
+        if self.keys is not None:
+            self.keys.touches = (lambda t: 1 << (int(t / 2.5) % 12)) if step == "gesture" else 0
+
+
+def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | None, path=None,
+                      input_fn: Callable[[str], str] = input) -> int:
+    """The ``calibrate`` command: guided steps, then an atomic save to the state directory."""
+    from .bus import SYSTEM_CLOCK
+    from .rig import build_rig, load_calibration
+
+    previous, _ = load_calibration(cfg, path)
+    collector = Collector()
+    player = EmulatedPlayer(cfg, SYSTEM_CLOCK) if emulate else None
+    rig = build_rig(cfg, bus=player.bus if player else None, calibration=previous, on_publish=collector)
+    if step_seconds is not None:
+        def wait(message: str) -> None:
+            time.sleep(step_seconds if not message else 0.05)
+    else:
+        def wait(message: str) -> None:
+            input_fn(f"  {message} " if message else "")
+
+    out.write("Calibrating the controls. Follow each step; nothing is saved until the end.\n")
+    try:
+        calibration = run_calibration(rig, collector, session_for(cfg, previous), out, wait=wait,
+                                      on_step=player.act if player else None)
+    finally:
+        rig.close()
+    saved = calibration_mod.save(calibration, path)
+    out.write(f"\nSaved {saved}. The daemon uses it on its next start or reload "
+              "(sudo systemctl reload ddsp-device).\n")
+    return 0
+
+
+def monitor_command(cfg, out: TextIO, *, emulate: bool, seconds: float | None, rate_hz: float) -> int:
+    """The ``monitor`` command."""
+    from .bus import SYSTEM_CLOCK
+    from .rig import build_rig
+
+    player = EmulatedPlayer(cfg, SYSTEM_CLOCK, gesture=True) if emulate else None
+    rig = build_rig(cfg, bus=player.bus if player else None)
+    if not rig.calibrated:
+        out.write("note: no calibration saved yet; using defaults (run `ddsp-device calibrate`)\n")
+    with rig:
+        run_monitor(rig, out, seconds=seconds, rate_hz=rate_hz)
+    return 0
+
+
+__all__ = ["run_monitor", "run_calibration", "calibrate_command", "monitor_command", "format_state", "note_name"]

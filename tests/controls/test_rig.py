@@ -1,0 +1,139 @@
+"""The controls built from config: emulated chips behind the bus, real drivers, poller, mapping."""
+
+import io
+import json
+
+import pytest
+
+from ddsp_device.cli import main
+from ddsp_device.config import load_config
+from ddsp_device.controls.calibration import Calibration
+from ddsp_device.controls.emulated import EmulatedADS1015, EmulatedBus, FakeClock
+from ddsp_device.controls.rig import build_rig, default_calibration, nominal_sensor_rate_hz
+from ddsp_device.controls.tools import EmulatedPlayer, format_state, note_name
+from ddsp_device.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDSP_DEVICE_SYSTEM_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+
+
+def cfg(*overrides):
+    return load_config(None, list(overrides))
+
+
+def test_default_build_reads_pitch_and_pressure_near_1khz():
+    assert 800 < nominal_sensor_rate_hz(cfg()) < 1000  # ADS1015 at 3300 SPS, 400 kHz I2C
+    assert 250 <= nominal_sensor_rate_hz(cfg('controls.adc_type="ads1115"')) < 400
+
+
+def test_ribbon_and_fsr_play_the_mapped_pitch_and_loudness():
+    clock = FakeClock()
+    bus = EmulatedBus(clock)
+    adc = bus.attach(0x48, EmulatedADS1015(clock, supply_v=3.3))
+    cal = Calibration(ribbon_low=0.1, ribbon_high=0.9, ribbon_open=0.0, pressure_rest=0.0, pressure_max=0.5,
+                      knobs={}, created_at="2026-01-01T00:00:00Z")
+    c = cfg("controls.volume_channel=-1", "controls.reverb_channel=-1")
+    rig = build_rig(c, bus=bus, clock=clock, calibration=cal)
+    adc.set_input(1, 0.0)  # at rest while the baseline is taken
+    adc.set_input(0, 3.3 * 0.5)  # half way along the ribbon: 15 semitones above G3
+    rig.poller.run_for(0.3)
+    adc.set_input(1, 3.3 * 0.5)  # full press
+    rig.poller.run_for(0.1)
+    state = rig.poller.latest
+    assert state.f0_hz == pytest.approx(196.0 * 2 ** (15 / 12), rel=2e-3)
+    assert state.loudness == pytest.approx(1.0, abs=0.02)
+    adc.set_input(1, 0.0)
+    rig.poller.run_for(0.3)
+    assert rig.poller.latest.loudness == 0.0
+    assert rig.poller.latest.f0_hz == pytest.approx(state.f0_hz, rel=2e-3)  # ribbon still touched
+
+
+def test_knob_on_a_playing_channel_is_a_config_error():
+    with pytest.raises(ConfigError, match="controls.volume_channel: ADC input 0 is already controls.pitch_channel"):
+        clock = FakeClock()
+        build_rig(cfg("controls.volume_channel=0"), bus=EmulatedBus(clock), clock=clock,
+                  calibration=default_calibration(cfg()))
+
+
+def test_wrong_data_rate_for_the_chip_lists_the_allowed_ones():
+    clock = FakeClock()
+    with pytest.raises(ConfigError, match="controls.adc_data_rate: ADS1115 supports .*860"):
+        build_rig(cfg('controls.adc_type="ads1115"', "controls.adc_data_rate=3300"), bus=EmulatedBus(clock),
+                  clock=clock, calibration=default_calibration(cfg()))
+
+
+def test_keys_and_breath_build():
+    c = cfg('controls.pitch_source="keys"', 'controls.pressure_source="mprls"')
+    clock = FakeClock()
+    player = EmulatedPlayer(c, clock, gesture=True)
+    rig = build_rig(c, bus=player.bus, clock=clock)
+    rig.poller.run_for(1.0)
+    names = {s.name for s in rig.poller.latest.sensors}
+    assert {"MPR121", "MPRLS"} <= names
+    assert rig.poller.latest.f0_hz == pytest.approx(196.0, rel=1e-3)  # pad 0 = G3
+
+
+def test_note_names_and_state_line():
+    assert note_name(440.0) == "A4"
+    assert note_name(196.0) == "G3"
+    assert note_name(445.0) == "A4+20"
+    clock = FakeClock()
+    c = cfg()
+    player = EmulatedPlayer(c, clock, gesture=True)
+    rig = build_rig(c, bus=player.bus, clock=clock)
+    rig.poller.run_for(1.0)
+    line = format_state(rig.poller.latest, rig.knob_roles)
+    assert "ribbon" in line and "pressure" in line and "volume" in line and "ADS1015@0x48 ok" in line
+
+
+def test_calibrate_command_with_an_emulated_player(tmp_path, capsys):
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--emulate", "--step-seconds", "0.9", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("ok:") == 4 and "Saved" in text
+    data = json.loads(out.read_text())
+    assert data["ribbon"]["low"] < 0.2 and data["ribbon"]["high"] > 0.8
+    assert data["pressure"]["max"] > 0.5
+    assert data["knobs"]["volume"]["min"] < 0.1 < 0.9 < data["knobs"]["volume"]["max"]
+
+
+def test_calibrate_refuses_a_ribbon_that_does_not_move(tmp_path, capsys, monkeypatch):
+    import ddsp_device.controls.tools as tools
+
+    original = tools.EmulatedPlayer.act
+
+    def lazy_player(self, step):  # never touches the ribbon
+        original(self, "release" if step == "ribbon" else step)
+
+    monkeypatch.setattr(tools.EmulatedPlayer, "act", lazy_player)
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--emulate", "--step-seconds", "0.3", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("not accepted") == 3
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "calibration step 'ribbon' failed 3 times" in err[0]
+    assert not out.exists()
+
+
+def test_monitor_prints_at_least_10_lines_a_second():
+    buf = io.StringIO()
+    from ddsp_device.controls.rig import build_rig as br
+    from ddsp_device.controls.bus import SYSTEM_CLOCK
+    from ddsp_device.controls.tools import run_monitor
+
+    c = cfg()
+    player = EmulatedPlayer(c, SYSTEM_CLOCK, gesture=True)
+    rig = br(c, bus=player.bus)
+    n = run_monitor(rig, buf, seconds=1.0, rate_hz=12.0, tty=False)
+    assert n >= 10
+    assert all("f0" in line for line in buf.getvalue().splitlines())
+
+
+def test_monitor_without_i2c_names_the_bus(capsys):
+    assert main(["monitor", "--seconds", "0.1", "-o", "controls.i2c_bus=29"]) == 1
+    err = capsys.readouterr().err
+    assert "/dev/i2c-29" in err and len(err.strip().splitlines()) == 1
