@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 # The engine is single-threaded by design: keep BLAS from spawning threads behind our back.
 # Must happen before numpy is first imported.

@@ -21,13 +21,11 @@ Standard library and numpy only; the session logic is pure (samples in, Calibrat
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,39 +264,15 @@ def save(calibration: Calibration, path: str | os.PathLike[str] | None = None) -
     Raises:
         ControlsError: the directory cannot be created or written (the message names it).
     """
+    from ..atomicfile import atomic_write_bytes
+
     target = Path(path) if path is not None else default_path()
-    data = calibration.to_json().encode()
-    tmp_name: str | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, target)
-        tmp_name = None
-        _fsync_dir(target.parent)
+        atomic_write_bytes(target, calibration.to_json().encode())
     except OSError as err:
         raise ControlsError(f"{target}: cannot save the calibration: {err.strerror or err}") from err
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
     return target
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # not supported here (e.g. Windows); the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Calibration | None:
