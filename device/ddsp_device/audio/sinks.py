@@ -3,6 +3,11 @@
 Every sink takes mono float32 blocks in [-1, 1] through ``write(block)`` and is closed with
 ``close()`` (twice is harmless); all are context managers. :class:`~ddsp_device.audio.alsa.AlsaSink`
 (the sound card) lives in its own module because only it imports ``alsaaudio``.
+
+``write`` returns a status instead of raising for the faults a player expects: :data:`WRITTEN`,
+or :data:`UNDERRUN` when the device ran dry before this block (recovered: re-prepared,
+prefilled with silence, block queued). A device that went away raises :class:`AudioDeviceLost`:
+close the sink and open a new one. :class:`FaultySink` simulates both for tests and soaks.
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ import numpy as np
 
 from ..errors import AudioError
 
+#: :meth:`Sink.write` results.
+WRITTEN = 0
+UNDERRUN = 1
+
+
+class AudioDeviceLost(AudioError):
+    """The sound device went away (unplugged, ``ENODEV``, ``EIO``, ``EBADFD``): reopen it."""
+
 
 class Sink(Protocol):
     sample_rate: int
 
-    def write(self, block: np.ndarray) -> None: ...
+    def write(self, block: np.ndarray) -> int:
+        """Queue one block; :data:`WRITTEN` or :data:`UNDERRUN`; :class:`AudioDeviceLost`."""
+        ...
 
     def close(self) -> None: ...
 
@@ -76,12 +91,13 @@ class WavSink(_SinkBase):
         self._scratch = np.empty(max_block, np.float32)
         self._pcm = np.empty(max_block, np.int16)
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> int:
         if self._wav is None:
             raise AudioError(f"{self.path}: write after close")
         pcm = float_to_int16(block, self._scratch, self._pcm)
         self._wav.writeframesraw(pcm.tobytes())
         self.frames_written += pcm.shape[0]
+        return WRITTEN
 
     def close(self) -> None:
         if self._wav is not None:
@@ -97,8 +113,9 @@ class NullSink(_SinkBase):
         self.sample_rate = sample_rate
         self.frames_written = 0
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> int:
         self.frames_written += block.shape[0]
+        return WRITTEN
 
     def close(self) -> None:
         pass
@@ -111,14 +128,63 @@ class MemorySink(_SinkBase):
         self.sample_rate = sample_rate
         self.blocks: list[np.ndarray] = []
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> int:
         self.blocks.append(np.array(block, np.float32, copy=True))
+        return WRITTEN
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
 
     def close(self) -> None:
         pass
+
+
+class FaultySink(_SinkBase):
+    """Wraps another sink and injects the faults a sound card has: for tests and soaks.
+
+    Writes are counted from 0. At each index in ``underrun_at`` the write reports
+    :data:`UNDERRUN` and, as ALSA's recovery does, first passes ``prefill_frames`` of silence to
+    the inner sink (the gap a listener hears), then the block. From index ``lost_at`` on, every
+    write raises :class:`AudioDeviceLost`, as an unplugged device does until it is reopened.
+
+    Args:
+        inner: the sink that receives the audio; closed with this one.
+        underrun_at: write indices that report an underrun.
+        lost_at: first write index at which the device is gone, or None.
+        prefill_frames: silence written before the block on an underrun.
+    """
+
+    def __init__(self, inner, *, underrun_at=(), lost_at: "int | None" = None, prefill_frames: int = 0):
+        self.inner = inner
+        self.sample_rate = inner.sample_rate
+        self.underrun_at = frozenset(int(i) for i in underrun_at)
+        self.lost_at = lost_at
+        self.writes = 0
+        self.underruns = 0
+        self.lost = False
+        self.closed = False
+        self._silence = np.zeros(int(prefill_frames), np.float32)
+
+    def write(self, block: np.ndarray) -> int:
+        if self.closed:
+            raise AudioError("FaultySink: write after close")
+        index = self.writes
+        self.writes = index + 1
+        if self.lost or (self.lost_at is not None and index >= self.lost_at):
+            self.lost = True
+            raise AudioDeviceLost("simulated: No such device [FaultySink]")
+        if index in self.underrun_at:
+            self.underruns += 1
+            if self._silence.shape[0]:
+                self.inner.write(self._silence)
+            self.inner.write(block)
+            return UNDERRUN
+        return self.inner.write(block)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.inner.close()
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
