@@ -68,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_config_args(p)
 
+    p = sub.add_parser("run", help="the daemon: play the sensors through the model to ALSA until SIGTERM")
+    p.add_argument("--out", metavar="WAV", help="write to a WAV file (in real time) instead of ALSA")
+    p.add_argument("--emulate", action="store_true", help="emulated sensors playing by themselves (no I2C)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop by itself after S seconds")
+    _add_config_args(p)
+
+    p = sub.add_parser("soak", help="run the whole daemon with injected faults and report (burn-in: --hardware --faults none)")
+    p.add_argument("--seconds", type=float, required=True, metavar="N", help="seconds of audio to run")
+    p.add_argument("--faults", default="i2c=0.01,xrun=0.05,model=0.05", metavar="SPEC",
+                   help="i2c=RATE,xrun=RATE,model=RATE or none (default i2c=0.01,xrun=0.05,model=0.05)")
+    p.add_argument("--hardware", action="store_true", help="the configured sensors and ALSA device, in real time")
+    p.add_argument("--out", metavar="WAV", help="also write the audio to a WAV file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_config_args(p)
+
+    p = sub.add_parser("status", help="ask the running daemon how it is doing")
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    p.add_argument("--socket", metavar="PATH", help="status socket (default: the runtime directory's)")
+
     p = sub.add_parser("monitor", help="live readout of the sensors, f0, loudness and knobs")
     p.add_argument("--emulate", action="store_true", help="an emulated build playing by itself (no hardware)")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
@@ -223,6 +242,42 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .daemon.service import RunOptions, run_service
+
+    if args.seconds is not None and not args.seconds > 0:
+        raise _UsageError(f"--seconds: must be > 0, got {args.seconds:g}")
+    return run_service(RunOptions(config_file=args.config, overrides=args.overrides, out_wav=args.out,
+                                  emulate=args.emulate, seconds=args.seconds))
+
+
+def cmd_soak(args) -> int:
+    from .daemon.soak import Faults, Soak, format_report
+
+    if not args.seconds > 0:
+        raise _UsageError(f"--seconds: must be > 0, got {args.seconds:g}")
+    try:
+        faults = Faults.parse(args.faults)
+    except ValueError as err:
+        raise _UsageError(str(err)) from None
+    soak = Soak(args.seconds, faults, config_file=args.config, overrides=args.overrides, out_wav=args.out,
+                hardware=args.hardware)
+    try:
+        report = soak.run()
+    finally:
+        soak.close()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["pass"] else EXIT_ERROR
+
+
+def cmd_status(args) -> int:
+    from .daemon.status import format_status, query_status
+
+    status = query_status(args.socket)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
 def cmd_monitor(args) -> int:
     from .controls.tools import monitor_command
 
@@ -254,7 +309,8 @@ class _UsageError(Exception):
 
 
 COMMANDS = {
-    "render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "monitor": cmd_monitor,
+    "render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "run": cmd_run, "soak": cmd_soak, "status": cmd_status,
+    "monitor": cmd_monitor,
     "calibrate": cmd_calibrate, "config": cmd_config,
 }
 

@@ -172,6 +172,8 @@ SCHEMA: Mapping[str, Section] = _schema(
         Key("sample_rate", "int", 48000, "output sample rate, Hz", choices=(44100, 48000)),
         Key("period_size", "int", 128, "ALSA period size, frames", min=32, max=2048),
         Key("periods", "int", 2, "number of periods in the ALSA buffer", min=2, max=16),
+        Key("pace", "bool", False,
+            "pace writes to the wall clock, for PCMs that never block (ALSA null/file plugins)"),
     ]),
     Section("model", "the DDSP model and its runtime", [
         Key("name", "str", "TestFixture",

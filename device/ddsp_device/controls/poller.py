@@ -458,9 +458,9 @@ class SensorPoller:
             while not self._stop.is_set():
                 self._step()
         except Exception as err:  # a bug: say so, and never leave a note sounding
-            self.error = err
+            self._publish_silence()  # first: whoever sees `error` must already see silence
             log.exception("sensor poller stopped by an unexpected error; publishing silence")
-            self._publish_silence()
+            self.error = err
 
     def run_until(self, t_end: float) -> None:
         """Poll in the calling thread until the clock reaches ``t_end`` (tests, soak runs).

@@ -199,6 +199,43 @@ class EmulatedPlayer:
         self._t0 = clock.now()
         self.act("gesture" if gesture else "idle")
 
+    #: The gesture: a scale on the ribbon (semitones above the ribbon's low end), one note per
+    #: NOTE_S with a short slide between, played legato after REST_S of rest (for auto-zero).
+    GESTURE_SEMITONES = (0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2)
+    NOTE_S = 1.5
+    SLIDE_S = 0.03
+    REST_S = 1.0
+
+    def _gesture_ribbon(self, vdd: float, since):
+        """Ribbon voltage playing :attr:`GESTURE_SEMITONES` with the default calibration."""
+        span = self.cfg.controls.ribbon_range_semitones
+        notes = [0.05 + 0.9 * s / span for s in self.GESTURE_SEMITONES]  # Calibration.default ends
+
+        def ribbon(t: float) -> float:
+            x = max(0.0, since(t) - self.REST_S)
+            i = int(x / self.NOTE_S)
+            frac = min(1.0, (x - i * self.NOTE_S) / self.SLIDE_S)
+            a, b = notes[(i - 1) % len(notes)] if i else notes[0], notes[i % len(notes)]
+            return vdd * (a + (b - a) * frac)
+
+        return ribbon
+
+    def _gesture_pressure(self, vdd: float, since):
+        """FSR voltage: rest, then a legato line swelling between 24 % and 40 % of the supply."""
+
+        def press(t: float) -> float:
+            x = since(t) - self.REST_S
+            if x < 0.0:
+                return 0.0
+            return vdd * min(1.0, x / 0.05) * (0.32 + 0.08 * math.sin(2 * math.pi * x / (2 * self.NOTE_S)))
+
+        return press
+
+    def gesture_f0_hz(self) -> list[float]:
+        """The pitches the gesture plays, Hz (what a test should hear)."""
+        c = self.cfg.controls
+        return [c.ribbon_base_hz * 2 ** (s / 12) for s in self.GESTURE_SEMITONES]
+
     def _knob_channels(self):
         c = self.cfg.controls
         return [ch for ch in (c.volume_channel, c.reverb_channel, c.transpose_channel) if ch >= 0]
@@ -221,19 +258,16 @@ class EmulatedPlayer:
         elif step == "knobs":
             knob = lambda t: vdd * min(1.0, 1.02 * (1.0 - abs((since(t) / 0.8) % 2.0 - 1.0)))  # noqa: E731
         elif step == "gesture":
-            ribbon = lambda t: vdd * (0.5 - 0.4 * math.cos(2 * math.pi * 0.1 * since(t)))  # noqa: E731
-
-            def press(t):  # 2 s notes after 0.5 s rests, starting at rest (auto-zero)
-                x = (since(t) + 2.0) % 2.5
-                return 0.0 if x >= 2.0 else vdd * 0.6 * min(1.0, x / 0.05, (2.0 - x) / 0.05)
-
-            knob = lambda t: 0.5 * vdd  # noqa: E731
+            ribbon, press = self._gesture_ribbon(vdd, since), self._gesture_pressure(vdd, since)
+            knob = lambda t: 0.9 * vdd  # noqa: E731 - volume near the top; reverb knob see below
         if c.pitch_source == "ribbon":
             self.adc.set_input(c.pitch_channel, ribbon)
         if c.pressure_source == "adc":
             self.adc.set_input(c.pressure_channel, press)
         for ch in self._knob_channels():
             self.adc.set_input(ch, knob)
+        if step == "gesture" and c.reverb_channel >= 0:
+            self.adc.set_input(c.reverb_channel, 0.3 * vdd)
         if self.mprls is not None:
             self.mprls.pressure_hpa = breath
         if self.keys is not None:
