@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="where to save (default: <state dir>/calibration.json)")
     _add_config_args(p)
 
+    from . import models_cli
+
+    models_cli.add_parser(sub, add_config_args=_add_config_args)
+
     p = sub.add_parser("config", help="configuration")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     csub.required = True
@@ -311,8 +315,14 @@ class _UsageError(Exception):
 COMMANDS = {
     "render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "run": cmd_run, "soak": cmd_soak, "status": cmd_status,
     "monitor": cmd_monitor,
-    "calibrate": cmd_calibrate, "config": cmd_config,
+    "calibrate": cmd_calibrate, "config": cmd_config, "models": lambda args: _models(args),
 }
+
+
+def _models(args) -> int:
+    from . import models_cli
+
+    return models_cli.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

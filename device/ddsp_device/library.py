@@ -5,18 +5,25 @@ looked up, in order, in ``[model] directory`` (when set), the state directory's 
 (``/var/lib/ddsp-device/models``, or ``$STATE_DIRECTORY/models`` under systemd) and the models
 bundled with the package (``models/`` of a source checkout, or ``share/ddsp-device/models`` of an
 installed one). Anything containing a path separator or ending in ``.tflite`` is a path.
+
+Names given to ``ddsp-device models add/use/remove`` must be plain names
+(:func:`validate_model_name`): a file name in the models directory, never a path.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 from .errors import ModelError
 
 MODEL_SUFFIX = ".tflite"
 DEFAULT_STATE_DIR = Path("/var/lib/ddsp-device")
+#: Longest model name, in UTF-8 bytes (file names may have 255; leaves room for the suffix and
+#: the temp-file decoration of an atomic write).
+MAX_NAME_BYTES = 200
 
 
 def state_dir() -> Path:
@@ -74,3 +81,42 @@ def resolve_model(name: str, directory: str | os.PathLike[str] | None = None) ->
     looked = ", ".join(str(d) for d in dirs)
     hint = f"; available: {', '.join(available)}" if available else ""
     raise ModelError(f"model {name!r}: not found in {looked}{hint}")
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is a plain model name, the stem of ``<name>.tflite`` in one directory.
+
+    Raises:
+        ModelError: naming the rule broken: empty, a path separator, ``..``, a leading dot
+            (hidden), a leading ``-`` (reads as an option), a leading or trailing space, a
+            control character, a ``.tflite`` ending, not UTF-8, or over :data:`MAX_NAME_BYTES`.
+    """
+    if not isinstance(name, str) or not name:
+        raise ModelError("model name: empty; give a plain name such as Violin")
+    what = f"model name {name!r}"
+    if "/" in name or os.sep in name or "\\" in name:
+        raise ModelError(f"{what}: contains a path separator; names are plain names such as Violin")
+    if ".." in name:
+        raise ModelError(f"{what}: contains '..'; names are plain names such as Violin")
+    if name.startswith("."):
+        raise ModelError(f"{what}: starts with '.' (a hidden file); names are plain names such as Violin")
+    if name.startswith("-"):
+        raise ModelError(f"{what}: starts with '-' (it would read as an option)")
+    if name != name.strip():
+        raise ModelError(f"{what}: begins or ends with white space")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ModelError(f"{what}: contains a control character")
+    if name.lower().endswith(MODEL_SUFFIX):
+        raise ModelError(
+            f"{what}: ends in {MODEL_SUFFIX}; give the name without it (the file becomes NAME{MODEL_SUFFIX})"
+        )
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ModelError(f"{what}: not valid UTF-8") from None
+    if size > MAX_NAME_BYTES:
+        raise ModelError(f"{what}: longer than {MAX_NAME_BYTES} bytes")
+    file_name = Path(f"{name}{MODEL_SUFFIX}")
+    if is_path(name) or file_name.name != f"{name}{MODEL_SUFFIX}" or file_name.stem != name:
+        raise ModelError(f"{what}: does not become the file {name}{MODEL_SUFFIX}")  # pragma: no cover
+    return name
