@@ -221,3 +221,28 @@ def test_run_without_a_usable_device_says_so(tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "nosuchpcm" in errors[0] and "--out" in errors[0]
     assert "Traceback" not in r.stderr
+
+
+def test_models_add_and_use_switch_the_running_daemon(daemon):
+    """The SSH workflow: copy a model over, `models add` it, `models use` it; the daemon switches."""
+    daemon.wait_for("READY=1")
+    env = dict(os.environ, STATE_DIRECTORY=str(daemon.tmp / "state"), RUNTIME_DIRECTORY=str(daemon.tmp / "run"),
+               DDSP_DEVICE_SYSTEM_CONFIG=str(daemon.tmp / "absent.toml"))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "ddsp_device.cli", "models", *args],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    added = cli("add", str(FIXTURES / "float_window.tflite"), "--name", "Mellow")
+    assert added.returncode == 0, added.stderr
+    assert (daemon.tmp / "state" / "models" / "Mellow.tflite").is_file()
+    used = cli("use", "Mellow")
+    assert used.returncode == 0, used.stdout + used.stderr
+    daemon.wait_log("switching to model 'Mellow'")
+    assert daemon.status()["model"] == "Mellow"
+    # the choice survives the daemon's own state saves and a restart would play it
+    refused = cli("remove", "Mellow", "--yes")
+    assert refused.returncode == 1 and "active" in refused.stderr
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    assert json.loads((daemon.tmp / "state" / "state.json").read_text())["selected_model"] == "Mellow"

@@ -292,3 +292,18 @@ def test_models_dir_created_on_demand(tmp_path):
     assert not (tmp_path / "models").exists()
     assert store.models_dir == tmp_path / "models"
     assert (tmp_path / "models").is_dir()
+
+
+def test_a_choice_made_by_another_process_is_seen_and_never_overwritten(tmp_path):
+    """`models use` writes state.json from the CLI while the daemon's store saves counters."""
+    daemon = StateStore(tmp_path)
+    daemon.selected_model = "Violin"
+    cli = StateStore(tmp_path)
+    cli.selected_model = "Cello"
+    daemon.add("xruns", 3)
+    daemon.save()  # a counter save must not write "Violin" back
+    assert StateStore(tmp_path).selected_model == "Cello"
+    assert daemon.reload_selection() == "Cello"
+    assert StateStore(tmp_path).counter("xruns") == 3
+    daemon.selected_model = "Viola"  # the daemon's own choice (panel) is written
+    assert StateStore(tmp_path).selected_model == "Viola"

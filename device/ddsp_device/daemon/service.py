@@ -120,19 +120,29 @@ class Service:
     # ------------------------------------------------------------------ models
     def selected_model(self) -> str:
         """The model to play: the one chosen with ``models use`` (state), else ``[model] name``."""
-        chosen = self.state.selected_model
+        chosen = self.state.reload_selection()
         return chosen or self.cfg.model.name
 
     def _model_dirs(self) -> str | None:
         return self.cfg.model.directory or None
 
     def load_model(self, name: str):
-        """Load and check a model (control thread). Raises ModelError naming what is wrong."""
+        """Check a model in a child process (a file that crashes the TFLite library takes down
+        the child, not the box), then load it here, off the audio thread.
+
+        Raises:
+            ModelError: naming the file and every problem found.
+        """
         from ..library import resolve_model
         from ..model import load_model
+        from ..models_cli import check_model_file
 
         path = resolve_model(name, self._model_dirs())
-        return load_model(path, defaults=_model_defaults(self.cfg), runtime=self.cfg.model.runtime, num_threads=1)
+        defaults = _model_defaults(self.cfg)
+        result = check_model_file(path, runtime=self.cfg.model.runtime, defaults=defaults)
+        if not result.ok:
+            raise ModelError("; ".join(result.problems))
+        return load_model(path, defaults=defaults, runtime=self.cfg.model.runtime, num_threads=1)
 
     def available_models(self) -> list[str]:
         from ..library import search_path
@@ -164,7 +174,7 @@ class Service:
         from ..controls.rig import build_rig
 
         bus, clock = self.bus, self.clock
-        if self.options.emulate and bus is None:
+        if self.options.emulate and bus is None:  # the emulated build plays its gesture
             from ..controls.bus import SYSTEM_CLOCK
             from ..controls.tools import EmulatedPlayer
 
@@ -205,17 +215,52 @@ class Service:
             return None
 
     def controls_reader(self) -> Callable[[], Any]:
-        """What the audio thread calls each period: ``(f0_hz, loudness)`` or None."""
-        rig = self.rig
-        if rig is None:
-            return lambda: None
-        poller = rig.poller
+        """What the audio thread calls each period: ``(f0_hz, loudness)`` or None.
+
+        It reads ``self.rig`` each time, so a reload can swap the rig by one assignment.
+        """
 
         def read():
-            state = poller.latest
+            rig = self.rig
+            if rig is None:
+                return None
+            state = rig.poller.latest
             return state.f0_hz, state.loudness
 
         return read
+
+    def _controls_fingerprint(self, cfg) -> tuple:
+        from ..controls.calibration import default_path
+
+        try:
+            mtime = default_path().stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        return tuple(sorted(cfg.as_dict()["controls"].items())), mtime
+
+    def reload_controls(self, old_cfg) -> None:
+        """Rebuild the sensors and mapping when ``[controls]`` or the calibration changed.
+
+        The new rig takes over the pressure baseline (no re-zeroing while someone plays) and is
+        swapped in by one assignment once it has read its sensors; then the old one is closed.
+        """
+        if self.rig is None or (self.options.emulate and self.bus is None):
+            return  # --emulate's player lives in its rig: nothing to re-read
+        if self._controls_fingerprint(old_cfg) == self._controls_fingerprint(self.cfg):
+            return
+        old = self.rig
+        new = self.start_controls()
+        if new is None:
+            return
+        old_p, new_p = old.mapper.pressure, new.mapper.pressure
+        if old_p is not None and new_p is not None and old_p.baseline is not None:
+            new_p.set_baseline(old_p.baseline)
+        deadline = time.monotonic() + 0.1
+        while new.poller.latest.raw is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        self.rig = new
+        old.close()
+        log.info("controls reloaded (config or calibration changed)")
 
     # ------------------------------------------------------------------ running
     def apply_knobs(self) -> None:
@@ -295,7 +340,13 @@ class Service:
     def reload(self) -> None:
         """SIGHUP: config, calibration and the selected model, each checked before use."""
         self.notifier.reloading()
-        self.reloads += 1
+        try:
+            self._reload()
+        finally:
+            self.reloads += 1  # counted when done: `models use` waits for it, then reads the model
+            self.notifier.ready()
+
+    def _reload(self) -> None:
         try:
             cfg = load_config(self.options.config_file, self.options.overrides)
         except ConfigError as err:
@@ -303,29 +354,20 @@ class Service:
             self.last_reload_error = "; ".join(err.problems)
             for problem in err.problems:
                 log.error("reload refused, keeping the running config: %s", problem)
-            self.notifier.ready()
             return
         changed_audio = [k for k in ("device", "sample_rate", "period_size", "periods")
                          if getattr(cfg.audio, k) != getattr(self.cfg.audio, k)]
         if changed_audio:
             log.warning("audio.%s changed: takes effect on restart (systemctl restart ddsp-device)",
                         ", audio.".join(changed_audio))
-        self.cfg = cfg
+        old_cfg, self.cfg = self.cfg, cfg
         # synth settings that are plain numbers take effect at once
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "reverb") is None:
             self.engine.reverb_mix = cfg.synth.reverb_mix
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "volume") is None:
             self.engine.gain = 10.0 ** (cfg.synth.master_gain_db / 20.0)
-        # controls: rebuild with the new config and calibration (audio keeps the last controls)
-        if self.rig is not None and not self.options.emulate and self.bus is None:
-            old = self.rig
-            new = self.start_controls()
-            if new is not None:
-                old.close()
-                self.rig = new
-                self.audio.controls = self.controls_reader()
+        self.reload_controls(old_cfg)
         self.switch_model(self.selected_model())
-        self.notifier.ready()
 
     def status(self) -> dict:
         """The document ``ddsp-device status`` shows (see :mod:`ddsp_device.daemon.status`)."""

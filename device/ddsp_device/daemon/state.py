@@ -148,6 +148,7 @@ class StateStore:
         self._last_save = clock()
         self._extra: dict[str, Any] = {}
         self._selected_model: str | None = None
+        self._selection_changed = False  # set here since the last save (else the file's wins)
         self._counters: dict[str, int] = {}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -195,11 +196,24 @@ class StateStore:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"selected_model: expected a model name or None, got {name!r}")
         with self._lock:
-            if name == self._selected_model:
-                return
             self._selected_model = name
+            self._selection_changed = True  # written even if unchanged here: the file may differ
             self._dirty = True
         self.save()
+
+    def reload_selection(self) -> str | None:
+        """Re-read ``selected_model`` from ``state.json``: another process (``ddsp-device models
+        use``) may have chosen a model since. Returns the selection."""
+        on_disk = self._selection_on_disk()
+        with self._lock:
+            if not self._selection_changed:
+                self._selected_model = on_disk
+            return self._selected_model
+
+    def _selection_on_disk(self) -> str | None:
+        doc = read_json(self.path, default={})
+        model = doc.get("selected_model") if isinstance(doc, dict) else None
+        return model if isinstance(model, str) and model else None
 
     # -- counters -------------------------------------------------------------------------------
 
@@ -257,6 +271,13 @@ class StateStore:
         once until a write succeeds again; counted in :attr:`save_failures`)."""
         if not self._dirty:
             return True
+        # The daemon saves counters; the CLI chooses models. Unless this store chose a model
+        # itself, the file's choice wins, so a counter save never undoes `models use`.
+        if not self._selection_changed:
+            on_disk = self._selection_on_disk()
+            with self._lock:
+                if not self._selection_changed:
+                    self._selected_model = on_disk
         doc = self.to_dict()
         now = self._clock()
         try:
@@ -274,6 +295,7 @@ class StateStore:
             self._last_save = now
             if doc == self._doc_unlocked():
                 self._dirty = False
+                self._selection_changed = False
             if self._warned_save:
                 log.info("%s: state saved again", self.path)
             self._warned_save = False
