@@ -7,6 +7,9 @@ VENV_LITERT  ?= .venv-litert
 PIP_FLAGS    ?= --disable-pip-version-check --quiet
 # Debian packages: libasound2-dev and a C compiler build pyalsaaudio; alsa-utils gives aplay -L.
 APT_PACKAGES ?= libasound2-dev gcc alsa-utils
+# systemd gives the tests systemd-analyze (verify, security) and systemd-sysusers; installing the
+# package in a container starts nothing.
+APT_PACKAGES += systemd
 
 .PHONY: all demo test test-main test-litert bench deps system-deps clean help
 
@@ -17,6 +20,8 @@ help:
 	@echo "make test   - install what is missing and run every test (under tflite-runtime, and the runtime tests under ai-edge-litert)"
 	@echo "make bench  - measure the engine on this machine"
 	@echo "make clean  - remove the venvs and build output"
+	@echo "sudo make install   - on the Pi: the service, its user, a venv in /opt/ddsp-device, models, config"
+	@echo "sudo make uninstall - remove it again (keeps /etc/ddsp-device and /var/lib/ddsp-device unless PURGE=1)"
 
 demo: deps
 	$(VENV)/bin/ddsp-device demo --out demo.wav
@@ -63,3 +68,17 @@ $(VENV_LITERT)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) $(VENV_LITERT) build dist device/*.egg-info .pytest_cache demo.wav
+
+# On the Pi: `sudo make install` / `sudo make uninstall` (systemd/install.sh; systemd/README.md).
+# Options, as make or environment variables: NO_START=1 (enable, do not start), GOVERNOR=performance
+# (CPU governor unit), PURGE=1 (uninstall also removes /etc/ddsp-device and /var/lib/ddsp-device);
+# DESTDIR=DIR with SKIP_VENV=1 stages into DIR and touches nothing else (tests/test_install.py).
+.PHONY: install uninstall
+INSTALL_ENV = DESTDIR='$(DESTDIR)' SKIP_VENV='$(SKIP_VENV)' NO_START='$(NO_START)' \
+	GOVERNOR='$(GOVERNOR)' PURGE='$(PURGE)' PYTHON='$(PYTHON)'
+
+install:
+	@$(INSTALL_ENV) bash systemd/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) bash systemd/install.sh uninstall
