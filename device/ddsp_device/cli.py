@@ -123,14 +123,9 @@ def _load_config(args):
 
 def _engine(cfg, model: str | None, sample_rate: int | None = None):
     from .engine import Engine, EngineSettings
-    from .model import ModelDefaults
+    from .library import model_defaults
 
-    defaults = ModelDefaults(
-        sample_rate_hz=cfg.model.fallback_sample_rate_hz,
-        frame_rate_hz=cfg.model.fallback_frame_rate_hz,
-        f0_min_hz=cfg.model.fallback_f0_min_hz,
-        f0_max_hz=cfg.model.fallback_f0_max_hz,
-    )
+    defaults = model_defaults(cfg)
     settings = EngineSettings.from_config(cfg, sample_rate=sample_rate)
     return Engine.load(
         model or cfg.model.name, settings,

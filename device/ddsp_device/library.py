@@ -120,3 +120,16 @@ def validate_model_name(name: str) -> str:
     if is_path(name) or file_name.name != f"{name}{MODEL_SUFFIX}" or file_name.stem != name:
         raise ModelError(f"{what}: does not become the file {name}{MODEL_SUFFIX}")  # pragma: no cover
     return name
+
+
+def model_defaults(cfg):
+    """The :class:`~ddsp_device.model.ModelDefaults` for bare model files, from ``[model]``."""
+    from .model import ModelDefaults
+
+    m = cfg.model
+    return ModelDefaults(
+        sample_rate_hz=m.fallback_sample_rate_hz,
+        frame_rate_hz=m.fallback_frame_rate_hz,
+        f0_min_hz=m.fallback_f0_min_hz,
+        f0_max_hz=m.fallback_f0_max_hz,
+    )

@@ -663,16 +663,10 @@ class _Settings:
 
 def _settings(args: argparse.Namespace) -> _Settings:
     from .config import load_config
-    from .model import ModelDefaults
+    from .library import model_defaults
 
     cfg = load_config(getattr(args, "config", None), getattr(args, "overrides", None) or [])
-    defaults = ModelDefaults(
-        sample_rate_hz=cfg.model.fallback_sample_rate_hz,
-        frame_rate_hz=cfg.model.fallback_frame_rate_hz,
-        f0_min_hz=cfg.model.fallback_f0_min_hz,
-        f0_max_hz=cfg.model.fallback_f0_max_hz,
-    )
-    return _Settings(cfg.model.directory or None, cfg.model.name, cfg.model.runtime, defaults)
+    return _Settings(cfg.model.directory or None, cfg.model.name, cfg.model.runtime, model_defaults(cfg))
 
 
 def _check(path: str | os.PathLike[str], settings: _Settings, args: argparse.Namespace) -> CheckResult:

@@ -77,17 +77,6 @@ class PacedSink:
         return getattr(self.sink, name)
 
 
-def _model_defaults(cfg):
-    from ..model import ModelDefaults
-
-    return ModelDefaults(
-        sample_rate_hz=cfg.model.fallback_sample_rate_hz,
-        frame_rate_hz=cfg.model.fallback_frame_rate_hz,
-        f0_min_hz=cfg.model.fallback_f0_min_hz,
-        f0_max_hz=cfg.model.fallback_f0_max_hz,
-    )
-
-
 class Service:
     """The running daemon's state, owned by the control thread."""
 
@@ -133,12 +122,12 @@ class Service:
         Raises:
             ModelError: naming the file and every problem found.
         """
-        from ..library import resolve_model
+        from ..library import model_defaults, resolve_model
         from ..model import load_model
         from ..models_cli import check_model_file
 
         path = resolve_model(name, self._model_dirs())
-        defaults = _model_defaults(self.cfg)
+        defaults = model_defaults(self.cfg)
         result = check_model_file(path, runtime=self.cfg.model.runtime, defaults=defaults)
         if not result.ok:
             raise ModelError("; ".join(result.problems))
