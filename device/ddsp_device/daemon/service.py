@@ -36,6 +36,8 @@ CONTROL_TICK_S = 0.02
 STATUS_INTERVAL_S = 2.0
 SUMMARY_INTERVAL_S = 300.0
 FADE_OUT_S = 0.015
+#: Inferences run on a freshly loaded model before the audio thread gets it.
+WARM_UP_STEPS = 16
 #: The reverb knob's full turn: a light room, not a cathedral.
 REVERB_KNOB_MAX_MIX = 0.5
 
@@ -131,7 +133,14 @@ class Service:
         result = check_model_file(path, runtime=self.cfg.model.runtime, defaults=defaults)
         if not result.ok:
             raise ModelError("; ".join(result.problems))
-        return load_model(path, defaults=defaults, runtime=self.cfg.model.runtime, num_threads=1)
+        model = load_model(path, defaults=defaults, runtime=self.cfg.model.runtime, num_threads=1)
+        # First invokes are slow (the runtime sets up its kernels, XNNPACK its delegate): pay for
+        # them here, not in the audio period that picks the model up (the engine resets it then).
+        f0_hz = min(max(220.0, model.info.f0_min_hz), model.info.f0_max_hz)
+        model.reset(f0_hz)
+        for _ in range(WARM_UP_STEPS):
+            model.step(f0_hz, 0.5)
+        return model
 
     def available_models(self) -> list[str]:
         from ..library import search_path
