@@ -250,6 +250,8 @@ SCHEMA: Mapping[str, Section] = _schema(
             min=1.0, max=80.0),
         Key("pressure_attack_s", "float", 0.0005, "smoothing on a rising pressure, s", min=0.0, max=0.05),
         Key("pressure_release_s", "float", 0.03, "smoothing on a falling pressure, s", min=0.0, max=5.0),
+        Key("pressure_auto_zero", "bool", True,
+            "take the pressure sensor's rest level from its first readings at start (don't touch it then)"),
         Key("knob_dead_band", "float", 0.01, "knob hysteresis, fraction of its travel", min=0.0, max=0.5),
         Key("volume_min_db", "float", -60.0, "volume knob at its lowest, dB (its highest is 0 dB)",
             min=-80.0, max=0.0),

@@ -28,7 +28,7 @@ def test_short_soak_with_faults_passes(capsys):
     assert f["broken_models"] >= 2 and f["valid_reloads"] >= 2
     assert s["crashes"] == 0 and s["xruns_counted"] == f["xruns"]
     assert s["reloads_refused"] == f["broken_models"] and s["crossfades"] >= f["valid_reloads"]
-    assert r["nan_samples"] == 0 and r["peak_dbfs"] <= -0.3
+    assert r["nan_samples"] == 0 and r["peak_dbfs"] is not None and -60 < r["peak_dbfs"] <= -0.3
     assert r["memory_mb"]["growth"] < 5.0
 
 

@@ -73,6 +73,7 @@ class InstrumentMapper:
                     attack_s=c.pressure_attack_s, release_s=c.pressure_release_s,
                 ),
                 calibration,
+                auto_zero=c.pressure_auto_zero,
             )
         self.uses_hpa = c.pressure_source == "mprls"
         self.knobs = [Knob.from_calibration(calibration, role, c.knob_dead_band) for role in self.knob_roles]
