@@ -229,7 +229,8 @@ class Soak:
         self.player = None
         self.service = None
         self.next_model_s = self._interval(faults.model)
-        self.next_dropout_s = DROPOUT_EVERY_S if faults.i2c > 0 else math.inf
+        # the first dropout early enough that a short soak sees one too
+        self.next_dropout_s = min(DROPOUT_EVERY_S, 0.4 * seconds) if faults.i2c > 0 else math.inf
         self.dropout_until = None
         self.reloads_valid = 0
         self.reloads_broken = 0
