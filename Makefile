@@ -4,14 +4,17 @@
 PYTHON       ?= python3
 VENV         ?= .venv
 VENV_LITERT  ?= .venv-litert
+VENV_TRAIN   ?= .venv-train
 PIP_FLAGS    ?= --disable-pip-version-check --quiet
 # Debian packages: libasound2-dev and a C compiler build pyalsaaudio; alsa-utils gives aplay -L.
 APT_PACKAGES ?= libasound2-dev gcc alsa-utils
 # systemd gives the tests systemd-analyze (verify, security) and systemd-sysusers; installing the
 # package in a container starts nothing.
 APT_PACKAGES += systemd
+# fluidsynth and a General MIDI soundfont render the violin training data (ddsp-device train).
+APT_PACKAGES += fluidsynth fluid-soundfont-gm
 
-.PHONY: all demo test test-main test-litert bench deps system-deps clean help
+.PHONY: all demo test test-main test-litert test-train bench deps system-deps clean help
 
 all: help
 
@@ -26,7 +29,7 @@ help:
 demo: deps
 	$(VENV)/bin/ddsp-device demo --out demo.wav
 
-test: test-main test-litert
+test: test-main test-litert test-train
 
 test-main: deps
 	$(VENV)/bin/python -m pytest
@@ -34,6 +37,13 @@ test-main: deps
 # The runtime tests again under the other runtime (LiteRT, numpy 2), as Trixie will run them.
 test-litert: $(VENV_LITERT)/.installed
 	DDSP_DEVICE_RUNTIME=ai-edge-litert $(VENV_LITERT)/bin/python -m pytest -m runtime
+
+# The model toolchain's tests (TensorFlow): the TF synthesiser against the runtime's, and a
+# small fit -> export int8 -> load on both runtimes run. TensorFlow and tflite-runtime 2.14 cannot
+# share a process, so in-process checks use LiteRT and 2.14 is checked through .venv.
+test-train: deps $(VENV_LITERT)/.installed $(VENV_TRAIN)/.installed
+	DDSP_DEVICE_RUNTIME=ai-edge-litert DDSP_DEVICE_TEST_PYTHONS=$(VENV)/bin/python:$(VENV_LITERT)/bin/python \
+		$(VENV_TRAIN)/bin/python -m pytest tests/train
 
 bench: deps
 	$(VENV)/bin/ddsp-device bench
@@ -66,8 +76,15 @@ $(VENV_LITERT)/.installed: pyproject.toml
 	$(VENV_LITERT)/bin/pip install $(PIP_FLAGS) 'ai-edge-litert>=2.1' 'numpy>=1.26' 'pytest>=8' 'hypothesis>=6.100'
 	@touch $@
 
+# Third environment: the training toolchain (TensorFlow) beside the box's own runtime.
+$(VENV_TRAIN)/.installed: pyproject.toml
+	@test -x $(VENV_TRAIN)/bin/python || $(PYTHON) -m venv $(VENV_TRAIN)
+	$(VENV_TRAIN)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV_TRAIN)/bin/pip install $(PIP_FLAGS) -e '.[train]'
+	@touch $@
+
 clean:
-	rm -rf $(VENV) $(VENV_LITERT) build dist device/*.egg-info .pytest_cache demo.wav
+	rm -rf $(VENV) $(VENV_LITERT) $(VENV_TRAIN) build dist device/*.egg-info .pytest_cache demo.wav
 
 # On the Pi: `sudo make install` / `sudo make uninstall` (systemd/install.sh; systemd/README.md).
 # Options, as make or environment variables: NO_START=1 (enable, do not start), GOVERNOR=performance

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     models_cli.add_parser(sub, add_config_args=_add_config_args)
 
+    from .train import commands as train_commands
+
+    train_commands.add_parser(sub)
+
     p = sub.add_parser("config", help="configuration")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     csub.required = True
@@ -311,7 +315,18 @@ COMMANDS = {
     "render": cmd_render, "demo": cmd_demo, "bench": cmd_bench, "run": cmd_run, "soak": cmd_soak, "status": cmd_status,
     "monitor": cmd_monitor,
     "calibrate": cmd_calibrate, "config": cmd_config, "models": lambda args: _models(args),
+    "train": lambda args: _train(args),
 }
+
+
+def _train(args) -> int:
+    from .train import commands
+
+    try:
+        return commands.run(args)
+    except ValueError as err:  # PrepareError, DatasetError: every problem named
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _models(args) -> int:

@@ -1,0 +1,91 @@
+"""``ddsp-device train …``: the model toolchain's commands (needs ``pip install -e '.[train]'``).
+
+- ``train violin-data OUT_DIR [--minutes M] [--seed S]``: render expressive violin phrases with
+  fluidsynth from the General MIDI soundfont (MIT), with their provenance in SOURCES.json.
+- ``train prepare AUDIO_DIR --out DATASET [--augment tilt+room ...]``: WAVs → 48 kHz clips with f0
+  and loudness at 375 Hz, split by file; unreadable or silent files are refused one line each.
+- ``train fit DATASET --out RUN_DIR [--steps N]``: train (or resume) with checkpoints and a log.
+- ``train export RUN_DIR --out NAME.tflite [--float]``: int8 state model with metadata, checked
+  on the box's runtimes (LiteRT here, tflite-runtime 2.14 through ``--check-python``).
+
+Not yet: ``train evaluate`` and the one-command Violin recipe (issue 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="the model toolchain: violin-data, prepare, fit, export (extra [train])")
+    tsub = p.add_subparsers(dest="train_command", metavar="STEP")
+    tsub.required = True
+
+    v = tsub.add_parser("violin-data", help="render violin phrases with fluidsynth (FluidR3 GM, MIT)")
+    v.add_argument("out_dir", metavar="OUT_DIR")
+    v.add_argument("--minutes", type=float, default=30.0)
+    v.add_argument("--seed", type=int, default=0)
+
+    r = tsub.add_parser("prepare", help="WAVs -> a dataset of clips with f0 and loudness")
+    r.add_argument("audio_dir", metavar="AUDIO_DIR")
+    r.add_argument("--out", required=True, metavar="DATASET")
+    r.add_argument("--frame-rate", type=float, default=375.0, metavar="HZ")
+    r.add_argument("--clip-s", type=float, default=4.0)
+    r.add_argument("--validation-fraction", type=float, default=0.1)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--augment", action="append", default=[], metavar="EFFECTS",
+                   help="add a copy of the training files with effects, e.g. tilt+room (repeatable)")
+    r.add_argument("--normalise-db", type=float, metavar="DB")
+    r.add_argument("--overwrite", action="store_true")
+
+    f = tsub.add_parser("fit", help="train (or resume) a decoder; checkpoints in RUN_DIR")
+    f.add_argument("dataset", metavar="DATASET")
+    f.add_argument("--out", required=True, metavar="RUN_DIR")
+    f.add_argument("--steps", type=int, default=20000)
+    f.add_argument("--batch-size", type=int, default=8)
+
+    e = tsub.add_parser("export", help="int8 .tflite state model with metadata, checked on the runtimes")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--out", required=True, metavar="NAME.tflite")
+    e.add_argument("--name")
+    e.add_argument("--float", dest="int8", action="store_false", help="float model (for comparison)")
+    e.add_argument("--check-python", action="append", default=[], metavar="PYTHON",
+                   help="also load it with this interpreter (e.g. .venv/bin/python for tflite-runtime 2.14)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch; errors are DdspDeviceError/ValueError subclasses the main CLI reports in one line."""
+    try:
+        import tensorflow  # noqa: F401 - fail early with the install hint
+    except ImportError as err:
+        if args.train_command in ("fit", "export"):
+            print(f"error: the toolchain needs TensorFlow: pip install -e '.[train]' ({err})", file=sys.stderr)
+            return 2
+    cmd = args.train_command
+    if cmd == "violin-data":
+        from .violin_data import render_violin_dataset
+
+        print(render_violin_dataset(args.out_dir, minutes=args.minutes, seed=args.seed))
+        return 0
+    if cmd == "prepare":
+        from .prepare import prepare
+
+        summary = prepare(args.audio_dir, args.out, frame_rate_hz=args.frame_rate, clip_s=args.clip_s,
+                          validation_fraction=args.validation_fraction, seed=args.seed,
+                          augment=tuple(args.augment), normalise_db=args.normalise_db, overwrite=args.overwrite)
+        print("\n".join(summary.lines()))
+        return 0
+    if cmd == "fit":
+        from .fit import FitSettings, fit
+
+        result = fit(args.dataset, args.out, FitSettings(steps=args.steps, batch_size=args.batch_size))
+        print(result)
+        return 0
+    if cmd == "export":
+        from .export import export
+
+        report = export(args.run_dir, args.out, name=args.name, int8=args.int8, check_pythons=args.check_python)
+        print(report.summary())
+        return 0
+    raise ValueError(f"train: unknown step {cmd!r}")
