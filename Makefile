@@ -14,7 +14,7 @@ APT_PACKAGES += systemd
 # fluidsynth and a General MIDI soundfont render the violin training data (ddsp-device train).
 APT_PACKAGES += fluidsynth fluid-soundfont-gm
 
-.PHONY: all demo test test-main test-litert test-train bench deps system-deps clean help
+.PHONY: all demo test test-main test-litert test-train violin bench deps system-deps clean help
 
 all: help
 
@@ -22,6 +22,7 @@ help:
 	@echo "make demo   - install what is missing, render the built-in phrase to demo.wav, play it if there is a sound card"
 	@echo "make test   - install what is missing and run every test (under tflite-runtime, and the runtime tests under ai-edge-litert)"
 	@echo "make bench  - measure the engine on this machine"
+	@echo "make violin - rebuild the Violin model from nothing (data, training, export, evaluation; hours)"
 	@echo "make clean  - remove the venvs and build output"
 	@echo "sudo make install   - on the Pi: the service, its user, a venv in /opt/ddsp-device, models, config"
 	@echo "sudo make uninstall - remove it again (keeps /etc/ddsp-device and /var/lib/ddsp-device unless PURGE=1)"
@@ -44,6 +45,10 @@ test-litert: $(VENV_LITERT)/.installed
 test-train: deps $(VENV_LITERT)/.installed $(VENV_TRAIN)/.installed
 	DDSP_DEVICE_RUNTIME=ai-edge-litert DDSP_DEVICE_TEST_PYTHONS=$(VENV)/bin/python:$(VENV_LITERT)/bin/python \
 		$(VENV_TRAIN)/bin/python -m pytest tests/train
+
+# The bundled Violin, rebuilt from nothing (hours on 2 cores; resumable): models/make_violin.sh.
+violin: deps $(VENV_TRAIN)/.installed
+	bash models/make_violin.sh
 
 bench: deps
 	$(VENV)/bin/ddsp-device bench

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Rebuild the bundled Violin from nothing: data -> prepare -> fit -> export -> evaluate.
+# Run through `make violin` (which builds .venv-train first). Every step is resumable: it skips
+# what is already there, and `fit` resumes from the run's latest checkpoint. Hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${VIOLIN_WORK:-build/violin}
+RUN=${VIOLIN_RUN:-models/violin-run}
+STEPS=${VIOLIN_STEPS:-20000}
+TRAIN=.venv-train/bin/ddsp-device
+mkdir -p "$WORK"
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+if [ ! -f "$WORK/wav/SOURCES.json" ]; then
+  log "rendering 30 min of violin phrases (fluidsynth, FluidR3 GM)"
+  nice -n 10 $TRAIN train violin-data "$WORK/wav" --minutes 30 --seed 0
+fi
+if [ ! -f "$WORK/dataset/dataset.json" ]; then
+  log "preparing the dataset (48 kHz, f0 and loudness at 375 Hz, augmented)"
+  nice -n 10 $TRAIN train prepare "$WORK/wav" --out "$WORK/dataset" \
+    --augment tilt+room --augment room --augment tilt+gain
+fi
+log "training to step $STEPS in $RUN (resumes from its latest checkpoint)"
+nice -n 10 $TRAIN train fit "$WORK/dataset" --out "$RUN" --steps "$STEPS"
+log "exporting int8 and checking it on both runtimes"
+DDSP_DEVICE_RUNTIME=ai-edge-litert $TRAIN train export "$RUN" --out "$WORK/Violin.tflite" --name Violin \
+  --check-python .venv/bin/python
+if $TRAIN train evaluate --help >/dev/null 2>&1; then
+  log "evaluating on the validation clips"
+  DDSP_DEVICE_RUNTIME=ai-edge-litert $TRAIN train evaluate "$WORK/Violin.tflite" "$WORK/dataset" --out "$WORK/evaluation"
+fi
+log "done: $WORK/Violin.tflite (copy it to models/Violin.tflite once it sounds like a violin)"
