@@ -8,7 +8,11 @@
 - ``train export RUN_DIR --out NAME.tflite [--float]``: int8 state model with metadata, checked
   on the box's runtimes (LiteRT here, tflite-runtime 2.14 through ``--check-python``).
 
-Not yet: ``train evaluate`` and the one-command Violin recipe (issue 3).
+- ``train evaluate MODEL.tflite DATASET [--split validation] [--out DIR] [--max-clips N]``:
+  resynthesise clips from their own f0 and loudness through the runtime engine; spectral
+  distance and loudness error per clip, spectrogram PNGs and report.json in DIR.
+
+The one-command recipe is ``make violin`` (models/make_violin.sh).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="the model toolchain: violin-data, prepare, fit, export (extra [train])")
+    p = sub.add_parser("train", help="the model toolchain: violin-data, prepare, fit, export, evaluate (extra [train])")
     tsub = p.add_subparsers(dest="train_command", metavar="STEP")
     tsub.required = True
 
@@ -53,9 +57,32 @@ def add_parser(sub) -> None:
     e.add_argument("--check-python", action="append", default=[], metavar="PYTHON",
                    help="also load it with this interpreter (e.g. .venv/bin/python for tflite-runtime 2.14)")
 
+    ev = tsub.add_parser("evaluate", help="resynthesise a dataset's clips through the runtime; distances and PNGs")
+    ev.add_argument("model", metavar="MODEL.tflite")
+    ev.add_argument("dataset", metavar="DATASET")
+    ev.add_argument("--split", default="validation", choices=("validation", "train"))
+    ev.add_argument("--out", metavar="DIR", help="where PNGs and report.json go (default: MODEL-eval/)")
+    ev.add_argument("--max-clips", type=int, metavar="N", help="evaluate only the first N clips")
+    ev.add_argument("--max-plots", type=int, default=8, metavar="N", help="PNGs for at most N clips (8)")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """``train evaluate``: numpy and the runtime only (no TensorFlow import)."""
+    from pathlib import Path
+
+    from .evaluate import evaluate
+
+    out = args.out if args.out is not None else f"{Path(args.model).stem}-eval"
+    report = evaluate(args.model, args.dataset, split=args.split, out_dir=out, max_clips=args.max_clips,
+                      max_plots=args.max_plots)
+    print(report.summary())
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch; errors are DdspDeviceError/ValueError subclasses the main CLI reports in one line."""
+    if args.train_command == "evaluate":
+        return _evaluate(args)
     try:
         import tensorflow  # noqa: F401 - fail early with the install hint
     except ImportError as err:
