@@ -53,6 +53,8 @@ from ddsp_device.train.synth_tf import synthesize
 log = logging.getLogger(__name__)
 
 CALIBRATION_FRAMES = 2000
+#: Clips the calibration runs the sequence model over (drawn at random when there are more).
+CALIBRATION_CLIPS = 64
 VALIDATION_FRAMES = 1500  # 4 s at 375 Hz
 MODEL_FILE_MODE = 0o644
 
@@ -126,13 +128,18 @@ def _op_names() -> dict:
         return {}
 
 
-def calibration_frames(model, clips, config: DecoderConfig, n_frames: int = CALIBRATION_FRAMES, seed: int = 0):
+def calibration_frames(model, clips, config: DecoderConfig, n_frames: int = CALIBRATION_FRAMES, seed: int = 0,
+                       max_clips: int = CALIBRATION_CLIPS):
     """Frames to calibrate the state model on: ``(f0_hz, loudness, state_in)`` arrays.
 
-    Runs the sequence model over the clips (from zero state, as the box starts) and pairs each
-    frame's controls with the GRU state *before* it. Adds the ends of the pitch and loudness
-    ranges, so that the quantised ranges cover everything the engine may feed.
+    Runs the sequence model over up to ``max_clips`` clips drawn at random (from zero state, as
+    the box starts) and pairs each frame's controls with the GRU state *before* it. Adds the ends
+    of the pitch and loudness ranges, so that the quantised ranges cover everything the engine
+    may feed.
     """
+    rng = np.random.default_rng(seed)
+    if len(clips) > max_clips:  # a full dataset is hours of audio: a sample calibrates as well
+        clips = [clips[i] for i in sorted(rng.choice(len(clips), size=max_clips, replace=False))]
     f0_list, loud_list, state_list = [], [], []
     for clip in clips:
         f0 = model_f0(clip.f0_hz[None], config)
@@ -145,7 +152,6 @@ def calibration_frames(model, clips, config: DecoderConfig, n_frames: int = CALI
     f0 = np.concatenate(f0_list)
     loud = np.concatenate(loud_list)
     state = np.concatenate(state_list)
-    rng = np.random.default_rng(seed)
     pick = rng.choice(len(f0), size=min(n_frames, len(f0)), replace=False)
     f0, loud, state = f0[pick], loud[pick], state[pick]
     ends = np.array(
