@@ -464,6 +464,8 @@ def run_service(options: RunOptions, *, on_tick: Callable[[Service], None] | Non
         try:
             audio.start()  # opens the sink here, so "no device" ends the command with its reason
         except AudioError as err:
+            if options.out_wav or service.sink_factory is not None:
+                raise  # the file or test sink's own message names the problem
             raise AudioError(f"{err}; no usable ALSA device: set audio.device (see `aplay -L`) "
                              "or write to a file with --out FILE.wav") from err
         if not audio.first_period_written.wait(5.0):
