@@ -223,3 +223,33 @@ def test_normalise_sets_the_loud_level(tmp_path):
     with np.load(next((out / "train").glob("*.npz"))) as clip:
         loud_db = (np.percentile(clip["loudness"][clip["loudness"] > 0.1], 95) - 1.0) * 80.0
     assert loud_db == pytest.approx(-20.0, abs=1.0)
+
+
+def test_brighten_lifts_the_highs_keeps_the_lows_and_never_raises_the_peak():
+    t = np.arange(SR) / SR
+    x = (0.5 * np.sin(2 * np.pi * 300 * t) + 0.05 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    assert np.array_equal(prep.brighten(x, SR, 0.0), x)
+    y = prep.brighten(x, SR, 12.0)
+    assert y.dtype == np.float32 and np.max(np.abs(y)) <= np.max(np.abs(x)) + 1e-6
+
+    def level_db(signal, freq_hz):  # 1 Hz bins over the second half (past the filters' start)
+        half = signal[SR // 2 :]
+        return 20 * np.log10(np.abs(np.fft.rfft(half))[int(freq_hz * half.size / SR)])
+
+    lift = (level_db(y, 6000) - level_db(x, 6000)) - (level_db(y, 300) - level_db(x, 300))
+    assert 9.0 < lift < 12.5  # the shelf, less the 14 kHz pole's −1 dB
+
+
+def test_brighten_is_recorded_and_applies_to_both_splits(audio_dir, tmp_path):
+    plain, bright = tmp_path / "plain", tmp_path / "bright"
+    run(audio_dir, plain)
+    run(audio_dir, bright, brighten_db=12.0)
+    info = json.loads((bright / "dataset.json").read_text())
+    assert info["settings"]["brighten_db"] == 12.0
+    assert info["provenance"].endswith("Brightened by a +12 dB shelf above 2500 Hz.")
+    for split in prep.SPLITS:
+        for path in sorted((plain / split).glob("*.npz")):
+            with np.load(path) as a, np.load(bright / split / path.name) as b:
+                assert not np.array_equal(a["audio"], b["audio"])
+    with pytest.raises(prep.PrepareError, match=r"brighten_db: 40.0 is not in \[-24, 24\] dB"):
+        run(audio_dir, tmp_path / "x", brighten_db=40.0)

@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     r.add_argument("--augment", action="append", default=[], metavar="EFFECTS",
                    help="add a copy of the training files with effects, e.g. tilt+room (repeatable)")
     r.add_argument("--normalise-db", type=float, metavar="DB")
+    r.add_argument("--brighten-db", type=float, default=0.0, metavar="DB",
+                   help="high shelf above 2.5 kHz on every file first (soundfont violins: 12)")
     r.add_argument("--overwrite", action="store_true")
 
     f = tsub.add_parser("fit", help="train (or resume) a decoder; checkpoints in RUN_DIR")
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
         summary = prepare(args.audio_dir, args.out, frame_rate_hz=args.frame_rate, clip_s=args.clip_s,
                           validation_fraction=args.validation_fraction, seed=args.seed,
-                          augment=tuple(args.augment), normalise_db=args.normalise_db, overwrite=args.overwrite)
+                          augment=tuple(args.augment), normalise_db=args.normalise_db, overwrite=args.overwrite,
+                          brighten_db=args.brighten_db)
         print("\n".join(summary.lines()))
         return 0
     if cmd == "fit":
