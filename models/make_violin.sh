@@ -16,8 +16,8 @@ if [ ! -f "$WORK/wav/SOURCES.json" ]; then
   nice -n 10 $TRAIN train violin-data "$WORK/wav" --minutes 30 --seed 0
 fi
 if [ ! -f "$WORK/dataset/dataset.json" ]; then
-  log "preparing the dataset (48 kHz, f0 and loudness at 375 Hz, augmented)"
-  nice -n 10 $TRAIN train prepare "$WORK/wav" --out "$WORK/dataset" \
+  log "preparing the dataset (48 kHz, brightened as real violins, f0 and loudness at 375 Hz, augmented)"
+  nice -n 10 $TRAIN train prepare "$WORK/wav" --out "$WORK/dataset" --brighten-db 12 \
     --augment tilt+room --augment tilt --augment gain
 fi
 log "training to step $STEPS in $RUN (resumes from its latest checkpoint)"
