@@ -19,7 +19,7 @@ from ddsp_device.cli import main  # noqa: E402
 from ddsp_device.engine import Engine, EngineSettings  # noqa: E402
 from ddsp_device.model import load_model  # noqa: E402
 from ddsp_device.train import data  # noqa: E402
-from ddsp_device.train.evaluate import evaluate, spectral_distance  # noqa: E402
+from ddsp_device.train.evaluate import band_balance_db, evaluate, spectral_distance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "models" / "TestFixture.tflite"
@@ -60,6 +60,20 @@ def test_spectral_distance_definition():
     assert spectral_distance(a, 0.5 * a) > 0.5  # the log term alone gives 6 · log 2
 
 
+def test_band_balance_sees_a_dull_copy_and_ignores_the_level():
+    rng = np.random.default_rng(2)
+    t = np.arange(SR) / SR
+    tone = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 60)).astype(np.float32)
+    tone += 0.001 * rng.normal(size=SR).astype(np.float32)
+    assert np.allclose(band_balance_db(tone, 0.25 * tone, SR), 0.0, atol=1e-3)  # a level change is no colour
+    spectrum = np.fft.rfft(tone)
+    freqs = np.fft.rfftfreq(SR, 1 / SR)
+    dull = np.fft.irfft(spectrum * np.where(freqs >= 4000, 0.1, 1.0), SR).astype(np.float32)  # −20 dB above 4 kHz
+    balance = band_balance_db(tone, dull, SR)
+    assert abs(balance[0]) < 1.0 and abs(balance[1]) < 1.0
+    assert -21.0 < balance[3] < -19.0 and -21.0 < balance[4] < -19.0
+
+
 def test_own_renders_close_other_model_far(dataset, tmp_path):
     own = evaluate(FIXTURE, dataset, out_dir=tmp_path / "own")
     other = evaluate(OTHER, dataset, out_dir=tmp_path / "other", max_clips=1)
@@ -69,6 +83,7 @@ def test_own_renders_close_other_model_far(dataset, tmp_path):
             assert math.isfinite(c.spectral_distance) and math.isfinite(c.loudness_error_db)
     assert own.mean_spectral_distance < 0.05, own.summary()
     assert own.mean_loudness_error_db < 0.5, own.summary()
+    assert own.mean_balance_error_db < 0.1 and len(own.mean_balance_db) == 5, own.summary()
     assert other.mean_spectral_distance > 10 * own.mean_spectral_distance + 0.5, (own.summary(), other.summary())
 
     pngs = sorted((tmp_path / "own").glob("*.png"))
@@ -76,6 +91,8 @@ def test_own_renders_close_other_model_far(dataset, tmp_path):
     saved = json.loads((tmp_path / "own" / "report.json").read_text())
     assert saved["model"] == "TestFixture" and saved["split"] == "validation"
     assert len(saved["clips"]) == 2 and math.isclose(saved["mean_spectral_distance"], own.mean_spectral_distance)
+    assert math.isclose(saved["mean_balance_error_db"], own.mean_balance_error_db)
+    assert len(saved["clips"][0]["balance_db"]) == 5 and "balance_error_db" in saved["clips"][0]
 
 
 def test_cli(dataset, tmp_path, capsys):

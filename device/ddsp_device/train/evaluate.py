@@ -12,7 +12,12 @@ log-frequency). The resynthesis is compared with the clip's audio by
   log(Ŝ + ε)|``, summed over sizes), written in numpy so evaluation needs no TensorFlow; and
 - the **loudness-curve error**: mean ``|L − L̂|`` in dB between the A-weighted loudness curves
   (:func:`ddsp_device.train.features.loudness_db`) of target and resynthesis, both floored at
-  −80 dB, over the frames where either is above the floor.
+  −80 dB, over the frames where either is above the floor; and
+- the **band balance**: the share of the energy (dB) in each octave band 0–1, 1–2, 2–4, 4–8
+  and 8–16 kHz, over the frames within 10 dB of the clip's loudest, for target and resynthesis:
+  :func:`band_balance_db` gives the differences (resynthesis − target), and the clip's
+  ``balance_error_db`` is their mean absolute value (how far the tone colour is off, whatever
+  the fine structure; a dull model shows negative values in the upper bands).
 
 With ``out_dir``, a PNG per clip (up to ``max_plots``) shows the two spectrograms (target above,
 resynthesis below, one colour scale, 0–8 kHz) and ``report.json`` holds every number.
@@ -93,6 +98,27 @@ def loudness_error_db(target, estimate, sample_rate: int, hop: int) -> float:
     return float(np.mean(np.abs(lt[active] - le[active]), dtype=np.float64))
 
 
+BALANCE_BANDS_HZ = ((0.0, 1000.0), (1000.0, 2000.0), (2000.0, 4000.0), (4000.0, 8000.0), (8000.0, 16000.0))
+BALANCE_FFT = 4096
+
+
+def band_shares_db(audio, sample_rate: int) -> np.ndarray:
+    """Share of the energy in each ``BALANCE_BANDS_HZ`` band, dB, over the frames within 10 dB of the loudest."""
+    power = stft_magnitude(audio, BALANCE_FFT) ** 2
+    energy = power.sum(axis=1)
+    loud = energy >= 0.1 * energy.max() if energy.size and energy.max() > 0 else np.ones(energy.shape, bool)
+    spectrum = power[loud].mean(axis=0, dtype=np.float64)
+    freqs = np.fft.rfftfreq(BALANCE_FFT, 1.0 / sample_rate)
+    total = max(float(spectrum.sum()), 1e-30)
+    return np.array([10.0 * np.log10(max(float(spectrum[(freqs >= lo) & (freqs < hi)].sum()), 1e-30) / total)
+                     for lo, hi in BALANCE_BANDS_HZ])
+
+
+def band_balance_db(target, estimate, sample_rate: int) -> np.ndarray:
+    """Per octave band (``BALANCE_BANDS_HZ``): estimate's share minus target's share, dB."""
+    return band_shares_db(estimate, sample_rate) - band_shares_db(target, sample_rate)
+
+
 # ----------------------------------------------------------------------------- resynthesis
 class ClipControls:
     """The clip's per-frame controls on the engine's grid (a ``ControlSource``); past the end, the last frame."""
@@ -135,7 +161,12 @@ class ClipResult:
     seconds: float
     spectral_distance: float
     loudness_error_db: float
+    balance_db: list = field(default_factory=list)  # per BALANCE_BANDS_HZ band, resynthesis − target
     png: Optional[str] = None
+
+    @property
+    def balance_error_db(self) -> float:
+        return float(np.mean(np.abs(self.balance_db))) if self.balance_db else math.nan
 
 
 @dataclass
@@ -157,21 +188,40 @@ class EvaluateReport:
     def mean_loudness_error_db(self) -> float:
         return float(np.mean([c.loudness_error_db for c in self.clips])) if self.clips else math.nan
 
+    @property
+    def mean_balance_db(self) -> list:
+        """Per band, the mean over clips of (resynthesis − target) energy share, dB."""
+        return [float(v) for v in np.mean([c.balance_db for c in self.clips], axis=0)] if self.clips else []
+
+    @property
+    def mean_balance_error_db(self) -> float:
+        return float(np.mean([c.balance_error_db for c in self.clips])) if self.clips else math.nan
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["mean_spectral_distance"] = self.mean_spectral_distance
         out["mean_loudness_error_db"] = self.mean_loudness_error_db
-        out["settings"] = {"fft_sizes": list(FFT_SIZES), "log_epsilon": LOG_EPSILON, "overlap": 0.75,
+        out["mean_balance_db"] = self.mean_balance_db
+        out["mean_balance_error_db"] = self.mean_balance_error_db
+        for clip, result in zip(out["clips"], self.clips):
+            clip["balance_error_db"] = result.balance_error_db
+        out["settings"] = {"balance_bands_hz": [list(b) for b in BALANCE_BANDS_HZ], "fft_sizes": list(FFT_SIZES), "log_epsilon": LOG_EPSILON, "overlap": 0.75,
                            "reverb_mix": 0.0, "period": PERIOD}
         return out
 
     def lines(self) -> list[str]:
         width = max([len("clip")] + [len(c.name) for c in self.clips])
         out = [f"{self.model} on {self.dataset} [{self.split}], {len(self.clips)} clips ({self.runtime})",
-               f"{'clip':<{width}}  {'seconds':>7}  {'spectral':>8}  {'loud dB':>7}"]
+               f"{'clip':<{width}}  {'seconds':>7}  {'spectral':>8}  {'loud dB':>7}  {'balance dB':>10}"]
         for c in self.clips:
-            out.append(f"{c.name:<{width}}  {c.seconds:7.2f}  {c.spectral_distance:8.3f}  {c.loudness_error_db:7.2f}")
-        out.append(f"{'mean':<{width}}  {'':>7}  {self.mean_spectral_distance:8.3f}  {self.mean_loudness_error_db:7.2f}")
+            out.append(f"{c.name:<{width}}  {c.seconds:7.2f}  {c.spectral_distance:8.3f}  {c.loudness_error_db:7.2f}"
+                       f"  {c.balance_error_db:10.2f}")
+        out.append(f"{'mean':<{width}}  {'':>7}  {self.mean_spectral_distance:8.3f}  {self.mean_loudness_error_db:7.2f}"
+                   f"  {self.mean_balance_error_db:10.2f}")
+        if self.clips:
+            bands = ", ".join(f"{lo / 1000:g}-{hi / 1000:g} kHz {v:+.1f}"
+                              for (lo, hi), v in zip(BALANCE_BANDS_HZ, self.mean_balance_db))
+            out.append(f"band balance, resynthesis - target (dB): {bands}")
         if self.out_dir:
             n_png = sum(1 for c in self.clips if c.png)
             out.append(f"{n_png} spectrogram PNGs and report.json in {self.out_dir}")
@@ -287,6 +337,7 @@ def evaluate(
                 seconds=clip.audio.shape[0] / clip.sample_rate,
                 spectral_distance=spectral_distance(clip.audio, estimate),
                 loudness_error_db=loudness_error_db(clip.audio, estimate, clip.sample_rate, clip.hop),
+                balance_db=[float(v) for v in band_balance_db(clip.audio, estimate, clip.sample_rate)],
             )
             if out is not None and i < max_plots:
                 png = out / f"{i:03d}-{name}.png"
@@ -302,4 +353,4 @@ def evaluate(
 
 
 __all__ = ["ClipResult", "EvaluateReport", "ModelError", "DatasetError", "evaluate", "spectral_distance",
-           "loudness_error_db", "resynthesise", "plot_comparison"]
+           "loudness_error_db", "band_balance_db", "band_shares_db", "resynthesise", "plot_comparison"]
