@@ -48,6 +48,7 @@ DROPOUT_EVERY_S = 20.0
 DROPOUT_S = 0.3
 #: No new faults in the last seconds, so that every fault injected has played out in the report.
 QUIET_END_S = 2.0
+DRAIN_LIMIT_S = 5.0  # audio seconds past the end to let a pending crossfade finish
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,12 @@ class Soak:
             service.reload_requested.set()
             self.next_model_s = t + self._interval(self.faults.model)
         if t >= self.seconds:
-            service.stop_requested.set()
+            # Drain first: a reload offered near the end is checked in a child process while the
+            # audio runs on (2-3x real time), so its crossfade may not have happened yet.
+            engine = service.engine
+            busy = engine is not None and (engine.swap_pending or engine.crossfading)
+            if not busy or t >= self.seconds + DRAIN_LIMIT_S:
+                service.stop_requested.set()
 
     # ------------------------------------------------------------------ running
     def run(self) -> dict:
