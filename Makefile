@@ -22,7 +22,7 @@ help:
 	@echo "make demo   - install what is missing, render the built-in phrase to demo.wav, play it if there is a sound card"
 	@echo "make test   - install what is missing and run every test (under tflite-runtime, and the runtime tests under ai-edge-litert)"
 	@echo "make bench  - measure the engine on this machine"
-	@echo "make violin - rebuild the Violin model from nothing (data, training, export, evaluation; hours)"
+	@echo "make violin - rebuild the Violin model (data, training, export, evaluation; about an hour; VIOLIN_RUN=DIR trains afresh)"
 	@echo "make clean  - remove the venvs and build output"
 	@echo "sudo make install   - on the Pi: the service, its user, a venv in /opt/ddsp-device, models, config"
 	@echo "sudo make uninstall - remove it again (keeps /etc/ddsp-device and /var/lib/ddsp-device unless PURGE=1)"
@@ -46,7 +46,8 @@ test-train: deps $(VENV_LITERT)/.installed $(VENV_TRAIN)/.installed
 	DDSP_DEVICE_RUNTIME=ai-edge-litert DDSP_DEVICE_TEST_PYTHONS=$(VENV)/bin/python:$(VENV_LITERT)/bin/python \
 		$(VENV_TRAIN)/bin/python -m pytest tests/train
 
-# The bundled Violin, rebuilt from nothing (hours on 2 cores; resumable): models/make_violin.sh.
+# The bundled Violin, rebuilt (about an hour on 2 cores; resumable; models/violin-run holds the
+# finished run, so VIOLIN_RUN=build/violin-run trains from scratch): models/make_violin.sh.
 violin: deps $(VENV_TRAIN)/.installed
 	bash models/make_violin.sh
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the bundled Violin from nothing: data -> prepare -> fit -> export -> evaluate.
 # Run through `make violin` (which builds .venv-train first). Every step is resumable: it skips
-# what is already there, and `fit` resumes from the run's latest checkpoint. Hours on 2 cores.
+# what is already there, and `fit` resumes from the run's latest checkpoint. About an hour on
+# 2 cores from nothing (models/README.md, "The bundled Violin").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${VIOLIN_WORK:-build/violin}

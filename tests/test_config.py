@@ -60,7 +60,7 @@ def test_defaults_load_with_documented_values():
     assert cfg.audio.sample_rate == 48000
     assert cfg.audio.period_size == 128
     assert cfg.audio.periods == 2
-    assert cfg.model.name == "TestFixture"
+    assert cfg.model.name == "Violin"
     assert cfg.model.directory == ""
     assert cfg.model.runtime == "auto"
     assert cfg.model.fallback_sample_rate_hz == 48000

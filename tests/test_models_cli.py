@@ -38,7 +38,9 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
-    monkeypatch.setenv("DDSP_DEVICE_SYSTEM_CONFIG", str(tmp_path / "no-such-config.toml"))
+    # the active model is TestFixture, so that "Violin" is free for the tests to add and remove
+    (tmp_path / "config.toml").write_text('[model]\nname = "TestFixture"\n')
+    monkeypatch.setenv("DDSP_DEVICE_SYSTEM_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.delenv(FAULT_ENV, raising=False)
     (tmp_path / "run").mkdir()
     return tmp_path
@@ -402,7 +404,7 @@ def test_list_shows_each_name_once_with_broken_files(tmp_path, models_dir):
     assert status == 0, err
     doc = json.loads(out)
     by_name = {m["name"]: m for m in doc["models"]}
-    assert sorted(by_name) == ["Broken", "State", "TestFixture"]
+    assert sorted(by_name) == ["Broken", "State", "TestFixture", "Violin"]  # Violin: the bundled one
     shadowing = by_name["TestFixture"]
     assert shadowing["path"] == str(models_dir / "TestFixture.tflite")  # the one that plays
     assert shadowing["shadows"] == [str(DEMO)]
@@ -427,8 +429,10 @@ def test_list_survives_a_crashing_check(monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "crash")
     status, out, _ = models("list", "--json")
     assert status == 0
-    (entry,) = json.loads(out)["models"]
-    assert entry["ok"] is False and "signal 11" in entry["problems"][0]
+    entries = json.loads(out)["models"]
+    assert [e["name"] for e in entries] == ["TestFixture", "Violin"]  # the bundled models
+    for entry in entries:
+        assert entry["ok"] is False and "signal 11" in entry["problems"][0]
 
 
 def test_list_marks_the_selected_model_active(tmp_path, models_dir):

@@ -3,7 +3,7 @@
 The embedding API, in the spirit of DDSP-VST's ``loadModel`` / ``setF0Hz`` / ``setLoudnessNorm``::
 
     from ddsp_device import Engine
-    with Engine.load("TestFixture") as engine:      # a model name or a .tflite path
+    with Engine.load("Violin") as engine:           # a model name or a .tflite path
         engine.set_f0_hz(440.0)
         engine.set_loudness(0.8)                    # 0..1 = dB/80 + 1
         audio = engine.render_new(48000)            # one second, float32 at 48 kHz

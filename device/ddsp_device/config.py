@@ -176,7 +176,7 @@ SCHEMA: Mapping[str, Section] = _schema(
             "pace writes to the wall clock, for PCMs that never block (ALSA null/file plugins)"),
     ]),
     Section("model", "the DDSP model and its runtime", [
-        Key("name", "str", "TestFixture",
+        Key("name", "str", "Violin",
             "model name looked up in the models directories, or a path to a .tflite file"),
         Key("directory", "path", "", 'extra models directory, searched first; "" = none'),
         Key("runtime", "str", "auto", "TFLite runtime to use",

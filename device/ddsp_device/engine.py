@@ -32,7 +32,7 @@ ramp applied to each period after the limiter.
 Embedding it in your own code::
 
     from ddsp_device import Engine
-    with Engine.load("TestFixture") as engine:
+    with Engine.load("Violin") as engine:
         engine.set_f0_hz(440.0)
         engine.set_loudness(0.8)
         block = engine.render_new(128)    # or engine.render(out) into your own float32 array

@@ -30,12 +30,12 @@ def test_encoder_steps_to_the_next_model_and_remembers_it(service, tmp_path):
     (tmp_path / "state" / "models").mkdir(parents=True, exist_ok=True)
     src = service.engine.model.info.path
     (tmp_path / "state" / "models" / "Second.tflite").write_bytes(open(src, "rb").read())
-    assert service.available_models() == ["Second", "TestFixture"]
-    service.panel.events.put(PanelEvent.NEXT_MODEL)  # from TestFixture, wrapping: Second
+    assert service.available_models() == ["Second", "TestFixture", "Violin"]
+    service.panel.events.put(PanelEvent.NEXT_MODEL)  # from TestFixture, in name order: Violin
     service.handle_panel()
-    assert service.model_name == "Second"
+    assert service.model_name == "Violin"
     assert service.engine.swap_pending  # handed to the engine; the audio thread picks it up
-    assert service.state.reload_selection() == "Second"
+    assert service.state.reload_selection() == "Violin"
     assert service.panel.led_mode is LedMode.PLAYING
 
 

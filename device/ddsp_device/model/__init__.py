@@ -2,7 +2,7 @@
 
     from ddsp_device.model import load_model, ModelDefaults
 
-    with load_model("models/TestFixture.tflite", defaults=ModelDefaults()) as model:
+    with load_model("models/Violin.tflite", defaults=ModelDefaults()) as model:
         model.reset(f0_hz=220.0)
         model.step(f0_hz=220.0, loudness=0.8)
         model.harmonic_amps, model.harmonic_dist, model.noise_mags   # float32 [64], [64], [65]
