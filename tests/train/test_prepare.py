@@ -253,3 +253,54 @@ def test_brighten_is_recorded_and_applies_to_both_splits(audio_dir, tmp_path):
                 assert not np.array_equal(a["audio"], b["audio"])
     with pytest.raises(prep.PrepareError, match=r"brighten_db: 40.0 is not in \[-24, 24\] dB"):
         run(audio_dir, tmp_path / "x", brighten_db=40.0)
+
+
+def test_eq_curve_parses_interpolates_in_log_frequency_and_names_bad_points():
+    points = prep.parse_eq("1000:0, 4000:-12")
+    assert points == ((1000.0, 0.0), (4000.0, -12.0))
+    gains = prep.eq_gain_db([100.0, 1000.0, 2000.0, 4000.0, 16000.0], points)
+    np.testing.assert_allclose(gains, [0.0, 0.0, -6.0, -12.0, -12.0], atol=1e-9)  # an octave is half way
+    assert prep.parse_eq("") == ()
+    for bad, message in (("1000", "not HZ:DB"), ("2000:0,1000:-3", "must increase"), ("1000:-50", "±40 dB"),
+                         ("0:3", "positive frequency"), ("1000:nan", "finite gain")):
+        with pytest.raises(ValueError, match=message):
+            prep.parse_eq(bad)
+
+
+def test_apply_eq_follows_the_curve_without_delay():
+    t = np.arange(2 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 500 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    y = prep.apply_eq(x, SR, prep.parse_eq("1000:0,4000:-12"))
+    assert y.shape == x.shape and y.dtype == np.float32
+    spectrum_x, spectrum_y = (np.abs(np.fft.rfft(s[SR // 2 : 3 * SR // 2])) for s in (x, y))
+    for freq_hz, expected_db in ((500, 0.0), (6000, -12.0)):
+        k = int(freq_hz * SR / SR)
+        assert 20 * np.log10(spectrum_y[k] / spectrum_x[k]) == pytest.approx(expected_db, abs=0.3)
+    # zero phase: the 500 Hz component stays where it was (no delay)
+    low = prep.apply_eq(0.3 * np.sin(2 * np.pi * 500 * t).astype(np.float32), SR, prep.parse_eq("1000:0,4000:-12"))
+    middle = slice(SR // 2, 3 * SR // 2)
+    np.testing.assert_allclose(low[middle], 0.3 * np.sin(2 * np.pi * 500 * t[middle]), atol=3e-3)
+    assert np.array_equal(prep.apply_eq(x, SR, ()), x)
+
+
+def test_pitch_is_tracked_before_the_eq_and_the_eq_is_recorded(audio_dir, tmp_path, monkeypatch):
+    tracked = []
+    real_track = prep.feat.track_f0
+
+    def spy(audio, *args, **kwargs):
+        tracked.append(np.asarray(audio).copy())
+        return real_track(audio, *args, **kwargs)
+
+    monkeypatch.setattr(prep.feat, "track_f0", spy)
+    out = tmp_path / "voiced"
+    run(audio_dir, out, eq="1000:0,3000:-20", augment=("gain",))
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["settings"]["eq"] == [[1000.0, 0.0], [3000.0, -20.0]]
+    assert "Voiced with the EQ 1000 Hz +0 dB, 3000 Hz -20 dB." in info["provenance"]
+    # every signal the tracker saw is a recording as read, untouched by the EQ (augmented copies too)
+    raw = [prep.read_audio(audio_dir / name)[0] for name in ("a_44k_stereo.wav", "sub/b_16k.wav", "c_48k.wav")]
+    assert len(tracked) >= 5  # 3 files (+ the silent one) and the gain copies of the training files
+    for audio in tracked:
+        assert not np.any(audio) or any(a.shape == audio.shape and np.array_equal(a, audio) for a in raw)
+    with pytest.raises(prep.PrepareError, match="eq: "):
+        run(audio_dir, tmp_path / "x", eq="3000:0,1000:1")

@@ -81,11 +81,16 @@ def run(tmp_path_factory):
         for i, length in enumerate(seconds):
             data.save_clip(dataset / split / f"clip{i}.npz", *synthetic_clip(rng, length), SR, FRAME_RATE)
     (dataset / "dataset.json").write_text(json.dumps({"provenance": "synthetic test tones", "licence": "CC0-1.0"}))
+    second_source = root / "second"  # a second source mixed in by weight, as the Violin's recipe does
+    (second_source / "train").mkdir(parents=True)
+    data.save_clip(second_source / "train" / "clip0.npz", *synthetic_clip(rng, 1.5), SR, FRAME_RATE)
+    (second_source / "dataset.json").write_text(json.dumps({"provenance": "more tones", "licence": "CC-BY-3.0"}))
 
     config = model.DecoderConfig(hidden_units=16, gru_units=UNITS, input_layers=1, output_layers=1)
     settings = dict(batch_size=2, example_frames=128, log_every=2, checkpoint_every=3, fft_sizes=(1024, 256, 64))
-    first = fit.fit(dataset, root / "run", fit.FitSettings(steps=3, **settings), config=config)
-    second = fit.fit(dataset, root / "run", fit.FitSettings(steps=6, **settings))
+    sources = [dataset, f"{second_source}@0.5"]
+    first = fit.fit(sources, root / "run", fit.FitSettings(steps=3, **settings), config=config)
+    second = fit.fit(sources, root / "run", fit.FitSettings(steps=6, **settings))
     pythons = check_pythons()
     if not pythons and not runtime_here():
         pytest.skip("no TFLite runtime here and no other Python to check the model with")
@@ -111,6 +116,7 @@ def test_fit_trains_checkpoints_and_resumes(run):
     run_json = json.loads((run["root"] / "run" / "run.json").read_text())
     assert run_json["decoder"]["gru_units"] == UNITS
     assert (run_json["sample_rate"], run_json["frame_rate_hz"], run_json["hop"]) == (SR, FRAME_RATE, HOP)
+    assert [(Path(d["path"]).name, d["weight"]) for d in run_json["datasets"]] == [("dataset", 1.0), ("second", 0.5)]
 
 
 def test_export_is_a_state_model_with_metadata(run):
@@ -122,7 +128,8 @@ def test_export_is_a_state_model_with_metadata(run):
     meta = read_metadata(run["path"])
     assert meta["name"] == "Tiny"
     assert (meta["sample_rate_hz"], meta["frame_rate_hz"], meta["window_frames"]) == (SR, FRAME_RATE, 1)
-    assert meta["licence"] == "CC0-1.0" and meta["provenance"] == "synthetic test tones"
+    assert meta["licence"] == "CC0-1.0; CC-BY-3.0"
+    assert meta["provenance"] == "[1 of the training crops] synthetic test tones [0.5 of the training crops] more tones"
     assert meta["f0_min_hz"] < 200.0 and meta["f0_max_hz"] > 400.0
     assert meta["exported_at"].endswith("+00:00")
     for check in report.checks:

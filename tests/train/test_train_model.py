@@ -105,3 +105,22 @@ def test_crops_cover_the_clips(tmp_path):
     assert audio.shape == (1 + 2, 40 * hop)  # 50 frames → 1 crop, 80 → 2
     with pytest.raises(data.DatasetError, match="no clip has 100 frames"):
         data.Crops(clips, example_frames=100)
+
+
+def test_mixed_crops_draw_from_each_dataset_by_weight(tmp_path):
+    hop = 128
+    sets = []
+    for i in range(2):
+        data.save_clip(tmp_path / f"m{i}.npz", np.zeros(60 * hop, np.float32), np.full(60, 100.0 + i),
+                       np.ones(60), 48000, 375.0)
+        sets.append(data.Crops([data.load_clip(tmp_path / f"m{i}.npz")], example_frames=20, seed=i))
+    mixed = data.MixedCrops(sets, [3.0, 1.0], seed=0)
+    drawn = np.array([mixed.random()[1][0] for _ in range(2000)])
+    assert mixed.example_frames == 20 and mixed.hop == hop
+    assert np.mean(drawn == 100.0) == pytest.approx(0.75, abs=0.04)
+    assert data.parse_weighted("ds@0.25") == ("ds", 0.25) and data.parse_weighted("plain") == ("plain", 1.0)
+    for bad in ("ds@x", "ds@0", "ds@-1"):
+        with pytest.raises(data.DatasetError, match="weight after '@'"):
+            data.parse_weighted(bad)
+    with pytest.raises(data.DatasetError, match="must be positive"):
+        data.MixedCrops(sets, [1.0, 0.0])

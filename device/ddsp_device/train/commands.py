@@ -6,7 +6,8 @@
   registry, SHA-256 checked) to judge a model on recordings it never saw.
 - ``train prepare AUDIO_DIR --out DATASET [--augment tilt+room ...]``: WAVs → 48 kHz clips with f0
   and loudness at 375 Hz, split by file; unreadable or silent files are refused one line each.
-- ``train fit DATASET --out RUN_DIR [--steps N] [--gru-units U]``: train (or resume) with checkpoints and a log.
+- ``train fit DATASET[@WEIGHT]... --out RUN_DIR [--steps N] [--gru-units U]``: train (or resume) with
+  checkpoints and a log; several datasets are mixed by weight.
 - ``train export RUN_DIR --out NAME.tflite [--float]``: int8 state model with metadata, checked
   on the box's runtimes (LiteRT here, tflite-runtime 2.14 through ``--check-python``).
 
@@ -48,10 +49,13 @@ def add_parser(sub) -> None:
     r.add_argument("--normalise-db", type=float, metavar="DB")
     r.add_argument("--brighten-db", type=float, default=0.0, metavar="DB",
                    help="high shelf above 2.5 kHz on every file first (soundfont violins: 12)")
+    r.add_argument("--eq", default="", metavar="HZ:DB,...",
+                   help="a voicing curve applied to every file (after --brighten-db), e.g. 1500:0,4000:-10,8000:-20")
     r.add_argument("--overwrite", action="store_true")
 
     f = tsub.add_parser("fit", help="train (or resume) a decoder; checkpoints in RUN_DIR")
-    f.add_argument("dataset", metavar="DATASET")
+    f.add_argument("dataset", nargs="+", metavar="DATASET[@WEIGHT]",
+                   help="one or more datasets; @WEIGHT sets a dataset's share of the training crops (default 1)")
     f.add_argument("--out", required=True, metavar="RUN_DIR")
     f.add_argument("--steps", type=int, default=20000)
     f.add_argument("--batch-size", type=int, default=8)
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         summary = prepare(args.audio_dir, args.out, frame_rate_hz=args.frame_rate, clip_s=args.clip_s,
                           validation_fraction=args.validation_fraction, seed=args.seed,
                           augment=tuple(args.augment), normalise_db=args.normalise_db, overwrite=args.overwrite,
-                          brighten_db=args.brighten_db)
+                          brighten_db=args.brighten_db, eq=args.eq)
         print("\n".join(summary.lines()))
         return 0
     if cmd == "fit":

@@ -201,6 +201,49 @@ class Crops:
             yield self.random()
 
 
+class MixedCrops:
+    """Crops drawn from several datasets, each chosen with its weight (then as :class:`Crops`).
+
+    Args:
+        crops: one :class:`Crops` per dataset (same ``example_frames`` and hop).
+        weights: relative shares of the crops (> 0); e.g. ``(1, 1)``: half from each.
+        seed: for the choice of dataset.
+    """
+
+    def __init__(self, crops: list, weights, seed: int = 0):
+        weights = np.asarray(weights, np.float64)
+        if len(crops) != weights.shape[0] or not crops or np.any(~np.isfinite(weights)) or np.any(weights <= 0):
+            raise DatasetError(f"dataset weights {list(weights)} must be positive, one per dataset")
+        if len({(c.example_frames, c.hop) for c in crops}) > 1:
+            raise DatasetError("datasets differ in crop length or hop")
+        self.crops = list(crops)
+        self.weights = weights / weights.sum()
+        self.example_frames = crops[0].example_frames
+        self.hop = crops[0].hop
+        self.rng = np.random.default_rng([seed, 7])
+
+    def random(self):
+        return self.crops[self.rng.choice(len(self.crops), p=self.weights)].random()
+
+    def generator(self):
+        while True:
+            yield self.random()
+
+
+def parse_weighted(spec: str) -> tuple[str, float]:
+    """``"DATASET@0.5"`` → ``("DATASET", 0.5)``; a bare path has weight 1."""
+    path, sep, weight = str(spec).rpartition("@")
+    if not sep:
+        return str(spec), 1.0
+    try:
+        value = float(weight)
+    except ValueError:
+        raise DatasetError(f"{spec}: the weight after '@' must be a number") from None
+    if not (np.isfinite(value) and value > 0):
+        raise DatasetError(f"{spec}: the weight after '@' must be > 0")
+    return path, value
+
+
 def tf_dataset(crops: Crops, batch_size: int):
     """An endless, batched ``tf.data.Dataset`` of ``{"audio", "f0_hz", "loudness"}``."""
     import tensorflow as tf

@@ -265,14 +265,23 @@ def export(
     out_path = Path(out_path)
     model, run = restore_decoder(run_dir, checkpoint)
     config = DecoderConfig.from_dict(run["decoder"])
-    dataset_dir = run["dataset"]["path"]
-    info = run["dataset"].get("info", {})
-    train_clips = data_mod.load_split(dataset_dir, "train")
-    try:
-        validation_clips = data_mod.load_split(dataset_dir, "validation")
-    except data_mod.DatasetError:
+    datasets = run.get("datasets") or [run["dataset"]]
+    dataset_dir = datasets[0]["path"]
+    infos = [d.get("info", {}) for d in datasets]
+    train_clips = [clip for d in datasets for clip in data_mod.load_split(d["path"], "train")]
+    validation_clips = []
+    for d in datasets:
+        try:
+            validation_clips += data_mod.load_split(d["path"], "validation")
+        except data_mod.DatasetError:
+            pass
+    if not validation_clips:
         log.warning("%s: no validation clips; verifying on a training clip", dataset_dir)
         validation_clips = train_clips
+    dataset_licence = "; ".join(dict.fromkeys(str(i.get("licence", "unknown")) for i in infos))
+    dataset_provenance = " ".join(
+        (f"[{d.get('weight', 1.0):g} of the training crops] " if len(datasets) > 1 else "")
+        + str(i.get("provenance", f"trained on {os.path.basename(d['path'])}")) for d, i in zip(datasets, infos))
 
     state_model = build_state_model(model)
     calibration = calibration_frames(model, train_clips, config, calibration_frames_n) if int8 else None
@@ -294,8 +303,8 @@ def export(
         "f0_max_hz": float(config.f0_max_hz),
         "loudness_min": 0.0,
         "loudness_max": 1.0,
-        "licence": licence or str(info.get("licence", "unknown")),
-        "provenance": provenance or str(info.get("provenance", f"trained on {os.path.basename(dataset_dir)}")),
+        "licence": licence or dataset_licence,
+        "provenance": provenance or dataset_provenance,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "state_size": int(config.gru_units),
         "training_steps": steps,

@@ -138,6 +138,22 @@ def render(model, f0_hz, loudness, hop: int, sample_rate: int, config: DecoderCo
     return audio, outputs
 
 
+def weighted_datasets(dataset_dir) -> list[tuple[str, float]]:
+    """``dataset_dir`` as ``[(path, weight)]``: one path, or a list of paths and/or
+    ``(path, weight)`` pairs and ``"PATH@WEIGHT"`` strings (:func:`ddsp_device.train.data.parse_weighted`)."""
+    if isinstance(dataset_dir, (str, os.PathLike)):
+        dataset_dir = [dataset_dir]
+    out = []
+    for item in dataset_dir:
+        if isinstance(item, (tuple, list)):
+            out.append((str(item[0]), float(item[1])))
+        else:
+            out.append(data_mod.parse_weighted(os.fspath(item)))
+    if not out:
+        raise data_mod.DatasetError("no dataset given")
+    return out
+
+
 def fit(
     dataset_dir,
     run_dir,
@@ -150,7 +166,9 @@ def fit(
     """Train (or resume) a decoder on ``dataset_dir``; write checkpoints to ``run_dir``.
 
     Args:
-        dataset_dir: a dataset as :mod:`ddsp_device.train.data` describes.
+        dataset_dir: a dataset as :mod:`ddsp_device.train.data` describes, or several, each
+            with a weight: its share of the training crops (:func:`weighted_datasets`); the
+            validation clips of all of them are pooled.
         run_dir: created if missing; resumed if it holds a run.
         settings: training settings (``steps`` is the total, counting resumed steps).
         config: decoder sizes; ``f0_min_hz`` / ``f0_max_hz`` default to the training data's
@@ -164,12 +182,17 @@ def fit(
     started = time.monotonic()
     run_dir = Path(run_dir)
     run_path = run_dir / RUN_FILE
-    train_clips = data_mod.load_split(dataset_dir, "train")
-    try:
-        validation_clips = data_mod.load_split(dataset_dir, "validation")
-    except data_mod.DatasetError as err:
-        log.warning("no validation: %s", err)
-        validation_clips = []
+    sources = weighted_datasets(dataset_dir)
+    train_sets = [data_mod.load_split(path, "train") for path, _ in sources]
+    train_clips = [clip for clips in train_sets for clip in clips]
+    if len({(clip.sample_rate, clip.frame_rate_hz) for clip in train_clips}) > 1:
+        raise data_mod.DatasetError(f"{', '.join(p for p, _ in sources)}: the datasets differ in sample or frame rate")
+    validation_clips = []
+    for path, _ in sources:
+        try:
+            validation_clips += data_mod.load_split(path, "validation")
+        except data_mod.DatasetError as err:
+            log.warning("no validation: %s", err)
     sample_rate = train_clips[0].sample_rate
     frame_rate_hz = train_clips[0].frame_rate_hz
     hop = train_clips[0].hop
@@ -191,8 +214,10 @@ def fit(
             "sample_rate": sample_rate,
             "frame_rate_hz": frame_rate_hz,
             "hop": hop,
-            "dataset": {"path": os.path.abspath(dataset_dir), "info": data_mod.read_dataset_info(dataset_dir)},
         }
+        run["datasets"] = [{"path": os.path.abspath(path), "weight": weight, "info": data_mod.read_dataset_info(path)}
+                           for path, weight in sources]
+        run["dataset"] = run["datasets"][0]  # as runs with one dataset wrote it
     run["settings"] = {**asdict(settings), "fft_sizes": list(settings.fft_sizes)}
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_path, run)
@@ -220,7 +245,12 @@ def fit(
         resumed_from = int(step.numpy())
         log.info("resuming %s from step %d", run_dir, resumed_from)
 
-    crops = data_mod.Crops(train_clips, settings.example_frames, seed=settings.seed + resumed_from)
+    seed = settings.seed + resumed_from
+    if len(train_sets) == 1:
+        crops = data_mod.Crops(train_clips, settings.example_frames, seed=seed)
+    else:
+        crops = data_mod.MixedCrops([data_mod.Crops(clips, settings.example_frames, seed=[seed, i])
+                                     for i, clips in enumerate(train_sets)], [w for _, w in sources], seed=seed)
     dataset = data_mod.tf_dataset(crops, settings.batch_size)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 

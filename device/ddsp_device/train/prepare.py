@@ -218,6 +218,76 @@ def brighten(audio, sample_rate: int, shelf_db: float) -> np.ndarray:
     return out
 
 
+EQ_TAPS = 4095  # linear-phase FIR for :func:`apply_eq` (85 ms at 48 kHz: ~12 Hz resolution)
+
+
+def parse_eq(spec) -> tuple[tuple[float, float], ...]:
+    """``"1500:0,3000:-6,6000:-14"`` (or pairs) → ``((1500.0, 0.0), (3000.0, -6.0), (6000.0, -14.0))``.
+
+    Points are ``Hz:dB``, frequencies strictly increasing and positive, gains within ±40 dB.
+    Raises :class:`ValueError` naming the bad point.
+    """
+    if spec is None or spec == "" or spec == ():
+        return ()
+    if isinstance(spec, str):
+        points = []
+        for item in spec.split(","):
+            hz_text, sep, db_text = item.strip().partition(":")
+            try:
+                if not sep:
+                    raise ValueError
+                points.append((float(hz_text), float(db_text)))
+            except ValueError:
+                raise ValueError(f"eq: {item.strip()!r} is not HZ:DB (e.g. 2000:-6)") from None
+    else:
+        points = [(float(hz), float(db)) for hz, db in spec]
+    for (hz, db), previous in zip(points, [None, *points[:-1]]):
+        if not (math.isfinite(hz) and math.isfinite(db)) or hz <= 0:
+            raise ValueError(f"eq: {hz:g}:{db:g} needs a positive frequency and a finite gain")
+        if not -40.0 <= db <= 40.0:
+            raise ValueError(f"eq: {hz:g}:{db:g} is outside ±40 dB")
+        if previous is not None and hz <= previous[0]:
+            raise ValueError(f"eq: frequencies must increase ({previous[0]:g} then {hz:g})")
+    return tuple(points)
+
+
+def eq_gain_db(frequencies_hz, points) -> np.ndarray:
+    """The EQ curve at ``frequencies_hz``: linear in dB against log-frequency between the points,
+    held at the first and last point's gain outside them."""
+    f = np.maximum(np.asarray(frequencies_hz, np.float64), 1e-3)
+    if not points:
+        return np.zeros_like(f)
+    hz = np.log([p[0] for p in points])
+    db = np.array([p[1] for p in points], np.float64)
+    return np.interp(np.log(f), hz, db)
+
+
+def apply_eq(audio, sample_rate: int, points) -> np.ndarray:
+    """Filter ``audio`` [S] by the curve ``points`` (:func:`parse_eq`): a zero-phase (delay-
+    compensated linear-phase) FIR of :data:`EQ_TAPS` taps designed by frequency sampling.
+    The output has the input's length and alignment; no points → the input unchanged."""
+    audio = np.asarray(audio, np.float32)
+    if not points:
+        return audio
+    from scipy.signal import firwin2, oaconvolve
+
+    grid = np.linspace(0.0, sample_rate / 2.0, 2049)
+    gains = 10.0 ** (eq_gain_db(grid, points) / 20.0)
+    taps = firwin2(EQ_TAPS, grid, gains, fs=sample_rate, window=("kaiser", 8.0))
+    out = oaconvolve(audio.astype(np.float64), taps)[EQ_TAPS // 2 : EQ_TAPS // 2 + audio.shape[0]]
+    return out.astype(np.float32)
+
+
+def voice(audio, sample_rate: int, brighten_db: float, eq_points) -> np.ndarray:
+    """A source's fixed colour correction: :func:`brighten` then :func:`apply_eq`; the peak is
+    kept at or below :data:`PEAK_LIMIT`."""
+    out = apply_eq(brighten(audio, sample_rate, brighten_db), sample_rate, eq_points)
+    peak = float(np.max(np.abs(out))) if out.size else 0.0
+    if peak > PEAK_LIMIT:
+        out = out * np.float32(PEAK_LIMIT / peak)
+    return out
+
+
 def room_impulse_response(rng: np.random.Generator, sample_rate: int, *, rt60_s: float, drr_db: float,
                           high_decay_ratio: float = 2.0, crossover_hz: float = 2000.0,
                           predelay_s: float = 0.01) -> np.ndarray:
@@ -320,14 +390,21 @@ def _write_clips(out_dir: Path, prefix: str, audio, features: feat.Features, hop
     return clips, frames
 
 
-def analyse(audio, sample_rate: int, hop: int, *, f0_min_hz: float, f0_max_hz: float) -> feat.Features:
-    """Features of a whole file; :class:`RefusedFile` when it is silent or has no pitch."""
+def analyse(audio, sample_rate: int, hop: int, *, f0_min_hz: float, f0_max_hz: float,
+            pitch: Optional[tuple[np.ndarray, np.ndarray]] = None) -> feat.Features:
+    """Features of a whole file; :class:`RefusedFile` when it is silent or has no pitch.
+
+    ``pitch``: ``(f0_hz, confidence)`` already tracked on the untouched recording (what
+    :func:`prepare` passes, so that EQ, brightening and augmentation never move the pitch labels:
+    a brightened violin drew octave-up errors from the tracker); else tracked here."""
     level_db = feat.loudness_db(audio, sample_rate, hop)
     if level_db.size == 0 or float(level_db.max()) < SILENCE_DB:
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         peak_text = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
         raise RefusedFile(f"silent (loudest frame below {SILENCE_DB:.0f} dB A-weighted; peak {peak_text})")
-    f0_hz, confidence = feat.track_f0(audio, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
+    if pitch is None:
+        pitch = feat.track_f0(audio, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
+    f0_hz, confidence = (np.asarray(p, np.float32)[: level_db.shape[0]] for p in pitch)
     if not np.any(confidence > 0):
         raise RefusedFile(f"no pitch found between {f0_min_hz:g} and {f0_max_hz:g} Hz")
     return feat.Features(f0_hz, confidence, level_db, feat.normalise_loudness(level_db))
@@ -405,7 +482,7 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
             clip_s: float = 4.0, seed: int = 0, sample_rate: int = SAMPLE_RATE_HZ,
             f0_min_hz: float = feat.F0_MIN_HZ, f0_max_hz: float = feat.F0_MAX_HZ,
             normalise_db: Optional[float] = None, augment: Sequence[str] = (),
-            brighten_db: float = 0.0, provenance: Optional[str] = None, licence: Optional[str] = None,
+            brighten_db: float = 0.0, eq=(), provenance: Optional[str] = None, licence: Optional[str] = None,
             overwrite: bool = False, progress: bool = True) -> PrepareSummary:
     """Turn the recordings in ``audio_dir`` into a dataset at ``out_dataset`` (module docstring).
 
@@ -422,6 +499,12 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
         brighten_db: when not 0, every file (both splits, before analysis and augmentation)
             first goes through :func:`brighten`: a high shelf of this many dB above 2.5 kHz and
             a one-pole low-pass at 14 kHz. For sample libraries duller than real instruments.
+        eq: a voicing curve, ``"HZ:DB,…"`` or pairs (:func:`parse_eq`), applied zero-phase to
+            every file after ``brighten_db`` and before augmentation (the microphone and room
+            correction of a source: see models/README.md, "Voicing").
+
+    Pitch is tracked once per file on the recording as it is, before any EQ, brightening or
+    augmentation; those only change the audio and its loudness.
         provenance, licence: for ``dataset.json`` and the exported model's metadata.
         overwrite: replace an existing dataset's ``train/``, ``validation/`` and ``dataset.json``.
 
@@ -434,6 +517,10 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
     started = time.monotonic()
     if not -24.0 <= brighten_db <= 24.0:
         raise PrepareError(f"brighten_db: {brighten_db} is not in [-24, 24] dB")
+    try:
+        eq_points = parse_eq(eq)
+    except ValueError as err:
+        raise PrepareError(str(err)) from None
     hop, variants = _check_settings(frame_rate_hz, sample_rate, validation_fraction, clip_s, f0_min_hz,
                                     f0_max_hz, normalise_db, augment)
     root = Path(audio_dir)
@@ -454,7 +541,8 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
     settings = {"sample_rate": sample_rate, "frame_rate_hz": float(frame_rate_hz), "hop": hop, "clip_s": clip_s,
                 "validation_fraction": validation_fraction, "seed": seed, "f0_min_hz": f0_min_hz,
                 "f0_max_hz": f0_max_hz, "normalise_db": normalise_db, "augment": ["+".join(v) for v in variants],
-                "brighten_db": brighten_db}
+                "brighten_db": brighten_db, "eq": [list(p) for p in eq_points],
+                "f0_tracked_on": "the recordings as they are (before EQ, brightening and augmentation)"}
     log.info("preparing %d files from %s into %s (%d Hz, %.1f frames/s, %.1f s clips)",
              len(files), root, out, sample_rate, frame_rate_hz, clip_s)
 
@@ -465,9 +553,10 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
         name = path.relative_to(root).as_posix()
         bar.set_postfix_str(name[-40:], refresh=False)
         try:
-            audio, info = read_audio(path, sample_rate)
-            audio = brighten(audio, sample_rate, brighten_db)
-            features = analyse(audio, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
+            raw, info = read_audio(path, sample_rate)
+            pitch = feat.track_f0(raw, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
+            audio = voice(raw, sample_rate, brighten_db, eq_points)
+            features = analyse(audio, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz, pitch=pitch)
             gain_db = 0.0
             if normalise_db is not None:
                 audio, features, gain_db = _normalise(audio, features, normalise_db)
@@ -508,17 +597,19 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
     if variants and train_files:
         jobs = [(entry, j, effects) for entry in train_files for j, effects in enumerate(variants)]
         bar = tqdm(jobs, desc="augment", unit="copy", disable=not progress or None)
-        cached = (None, None)
+        cached = (None, None, None)
         for entry, j, effects in bar:
             rng = np.random.default_rng([seed, entry["index"], j, 1])
             if cached[0] is not entry:
-                dry, _ = read_audio(root / entry["file"], sample_rate)
-                dry = brighten(dry, sample_rate, brighten_db)
-                cached = (entry, dry * np.float32(10.0 ** (entry["gain_db"] / 20.0)))
+                raw, _ = read_audio(root / entry["file"], sample_rate)
+                pitch = feat.track_f0(raw, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
+                dry = voice(raw, sample_rate, brighten_db, eq_points)
+                cached = (entry, dry * np.float32(10.0 ** (entry["gain_db"] / 20.0)), pitch)
             audio, params = augment_audio(cached[1], sample_rate, effects, rng)
             entry.setdefault("augmented", []).append({"variant": "+".join(effects), **params})
             try:
-                features = analyse(audio, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
+                features = analyse(audio, sample_rate, hop, f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz,
+                                   pitch=cached[2])
             except RefusedFile as reason:
                 log.warning("%s, augmented %s: skipped: %s", entry["file"], "+".join(effects), reason)
                 continue
@@ -544,7 +635,8 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
         "created_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "provenance": (provenance or origin.get("provenance")
                        or f"{n_files} recordings from {root.name}/ (provenance not given)")
-        + (f" Brightened by a {brighten_db:+g} dB shelf above {BRIGHTEN_SHELF_HZ:g} Hz." if brighten_db else ""),
+        + (f" Brightened by a {brighten_db:+g} dB shelf above {BRIGHTEN_SHELF_HZ:g} Hz." if brighten_db else "")
+        + (f" Voiced with the EQ {', '.join(f'{hz:g} Hz {db:+g} dB' for hz, db in eq_points)}." if eq_points else ""),
         "licence": licence or origin.get("licence") or "unknown",
         "sample_rate": sample_rate,
         "frame_rate_hz": float(frame_rate_hz),
