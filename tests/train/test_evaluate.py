@@ -1,7 +1,8 @@
-"""``evaluate``: resynthesis through the runtime engine, spectral distance, PNGs and report.json.
+"""``evaluate``: resynthesis through the runtime engine, the baselines, the metrics, PNGs and report.json.
 
 The dataset is rendered by the runtime engine itself with ``models/TestFixture.tflite`` (dry), so
 TestFixture resynthesises it almost exactly and another model (``float_window``, 250 Hz) does not.
+The metrics and the baselines have their own tests (``test_metrics.py``, ``test_baselines.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from ddsp_device.cli import main  # noqa: E402
 from ddsp_device.engine import Engine, EngineSettings  # noqa: E402
 from ddsp_device.model import load_model  # noqa: E402
 from ddsp_device.train import data  # noqa: E402
-from ddsp_device.train.evaluate import band_balance_db, evaluate, spectral_distance  # noqa: E402
+from ddsp_device.train.baselines import SoundfontBaseline  # noqa: E402
+from ddsp_device.train.evaluate import evaluate  # noqa: E402
+from ddsp_device.train.violin_data import RenderError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "models" / "TestFixture.tflite"
@@ -53,54 +56,92 @@ def dataset(tmp_path_factory):
     return root
 
 
-def test_spectral_distance_definition():
-    rng = np.random.default_rng(1)
-    a = rng.normal(size=5000).astype(np.float32)
-    assert spectral_distance(a, a) == 0.0
-    assert spectral_distance(a, 0.5 * a) > 0.5  # the log term alone gives 6 · log 2
-
-
-def test_band_balance_sees_a_dull_copy_and_ignores_the_level():
-    rng = np.random.default_rng(2)
-    t = np.arange(SR) / SR
-    tone = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 60)).astype(np.float32)
-    tone += 0.001 * rng.normal(size=SR).astype(np.float32)
-    assert np.allclose(band_balance_db(tone, 0.25 * tone, SR), 0.0, atol=1e-3)  # a level change is no colour
-    spectrum = np.fft.rfft(tone)
-    freqs = np.fft.rfftfreq(SR, 1 / SR)
-    dull = np.fft.irfft(spectrum * np.where(freqs >= 4000, 0.1, 1.0), SR).astype(np.float32)  # −20 dB above 4 kHz
-    balance = band_balance_db(tone, dull, SR)
-    assert abs(balance[0]) < 1.0 and abs(balance[1]) < 1.0
-    assert -21.0 < balance[3] < -19.0 and -21.0 < balance[4] < -19.0
+def soundfont_available() -> bool:
+    try:
+        SoundfontBaseline()
+        return True
+    except RenderError:
+        return False
 
 
 def test_own_renders_close_other_model_far(dataset, tmp_path):
     own = evaluate(FIXTURE, dataset, out_dir=tmp_path / "own")
-    other = evaluate(OTHER, dataset, out_dir=tmp_path / "other", max_clips=1)
+    other = evaluate(OTHER, dataset, out_dir=tmp_path / "other", max_clips=1, baselines="sawtooth")
     assert [c.name for c in own.clips] == ["clip0", "clip1"] and len(other.clips) == 1
+    systems = ["model", "sawtooth"] + (["soundfont"] if soundfont_available() else [])
+    assert own.systems == systems and other.systems == ["model", "sawtooth"]
     for report in (own, other):
         for c in report.clips:
-            assert math.isfinite(c.spectral_distance) and math.isfinite(c.loudness_error_db)
+            assert list(c.scores) == report.systems
+            for scores in c.scores.values():
+                assert all(math.isfinite(v) for v in (scores.spectral_distance, scores.lsd_db,
+                                                      scores.loudness_error_db, scores.balance_error_db))
     assert own.mean_spectral_distance < 0.05, own.summary()
+    assert own.mean_lsd_db < 0.1, own.summary()
     assert own.mean_loudness_error_db < 0.5, own.summary()
     assert own.mean_balance_error_db < 0.1 and len(own.mean_balance_db) == 5, own.summary()
     assert other.mean_spectral_distance > 10 * own.mean_spectral_distance + 0.5, (own.summary(), other.summary())
+    assert own.mean("lsd_db", "sawtooth") > 3.0 and own.ratio_to_sawtooth() < 5.0, own.summary()
+    assert other.ratio_to_sawtooth() == 100.0 * other.mean_lsd_db / other.mean("lsd_db", "sawtooth")
 
     pngs = sorted((tmp_path / "own").glob("*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     saved = json.loads((tmp_path / "own" / "report.json").read_text())
-    assert saved["model"] == "TestFixture" and saved["split"] == "validation"
+    assert saved["model"] == "TestFixture" and saved["split"] == "validation" and saved["systems"] == systems
     assert len(saved["clips"]) == 2 and math.isclose(saved["mean_spectral_distance"], own.mean_spectral_distance)
     assert math.isclose(saved["mean_balance_error_db"], own.mean_balance_error_db)
-    assert len(saved["clips"][0]["balance_db"]) == 5 and "balance_error_db" in saved["clips"][0]
+    clip = saved["clips"][0]
+    for system in systems:
+        assert set(clip[system]) >= {"spectral_distance", "lsd_db", "loudness_error_db", "balance_db",
+                                     "balance_error_db"} and len(clip[system]["balance_db"]) == 5
+        assert math.isclose(saved["summary"][system]["lsd_db"], own.mean("lsd_db", system))
+    assert math.isclose(clip["model"]["ratio_to_sawtooth"],
+                        100 * clip["model"]["lsd_db"] / clip["sawtooth"]["lsd_db"])
+    assert math.isclose(saved["ratio_to_sawtooth"], own.ratio_to_sawtooth())
+    assert saved["summary"]["model"]["ratio_to_sawtooth"] == saved["ratio_to_sawtooth"]
+    assert saved["settings"]["lsd_floor_db"] == 60.0
+
+
+def test_split_all_and_no_baselines(dataset):
+    report = evaluate(FIXTURE, dataset, split="all", baselines="none")
+    assert [c.name for c in report.clips] == ["train/clip0", "validation/clip0", "validation/clip1"]
+    assert report.systems == ["model"] and report.ratio_to_sawtooth() is None
+    assert "ratio_to_sawtooth" not in report.to_dict()["summary"]["model"]
+    with pytest.raises(ValueError, match="unknown 'square'"):
+        evaluate(FIXTURE, dataset, baselines="sawtooth,square")
+
+
+def test_a_missing_soundfont_is_skipped_with_one_warning(dataset, tmp_path, caplog):
+    report = evaluate(FIXTURE, dataset, max_clips=1, soundfont=tmp_path / "none.sf2", out_dir=tmp_path / "out")
+    reason = report.skipped["soundfont"]  # the soundfont, or FluidSynth itself where it is not installed
+    assert report.systems == ["model", "sawtooth"] and ("none.sf2" in reason or "fluidsynth not found" in reason)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "soundfont baseline skipped" in warnings[0].getMessage()
+    assert "soundfont skipped" in report.summary()
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "soundfont" not in saved["clips"][0] and saved["skipped"]["soundfont"] == reason
 
 
 def test_cli(dataset, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["train", "evaluate", str(FIXTURE), str(dataset), "--split", "train", "--out", str(out)]) == 0
+    assert main(["train", "evaluate", str(FIXTURE), str(dataset), "--split", "train", "--out", str(out),
+                 "--baselines", "sawtooth"]) == 0
     printed = capsys.readouterr().out
     assert "clip0" in printed and "mean" in printed and str(out) in printed
+    assert "LSD dB" in printed and "sawtooth" in printed and "soundfont" not in printed
+    assert "LSD as a percentage of the sawtooth's: model" in printed
     assert (out / "report.json").exists() and len(list(out.glob("*.png"))) == 1
+
+    out = tmp_path / "all"
+    assert main(["train", "evaluate", str(FIXTURE), str(dataset), "--split", "all", "--out", str(out),
+                 "--baselines", "none", "--max-plots", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "validation/clip1" in printed and "sawtooth" not in printed
+    assert sorted(p.name for p in out.glob("*.png")) == ["000-train-clip0.png", "001-validation-clip0.png"]
+    for bad in (["--baselines", "square"], ["--program", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "evaluate", str(FIXTURE), str(dataset), *bad])
+        assert exit_info.value.code == 2
 
 
 def test_missing_dataset_and_bad_model(dataset, tmp_path, capsys):

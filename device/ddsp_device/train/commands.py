@@ -13,9 +13,11 @@
 - ``train export RUN_DIR --out NAME.tflite [--float]``: int8 state model with metadata, checked
   on the box's runtimes (LiteRT here, tflite-runtime 2.14 through ``--check-python``).
 
-- ``train evaluate MODEL.tflite DATASET [--split validation] [--out DIR] [--max-clips N]``:
-  resynthesise clips from their own f0 and loudness through the runtime engine; spectral
-  distance and loudness error per clip, spectrogram PNGs and report.json in DIR.
+- ``train evaluate MODEL.tflite DATASET [--split validation|train|all] [--out DIR] [--max-clips N]
+  [--baselines sawtooth,soundfont]``: resynthesise clips from their own f0 and loudness through
+  the runtime engine, and play the same controls on a sawtooth and a soundfont violin; spectral
+  distance, floor-limited LSD, loudness error and band balance per clip and system,
+  spectrogram PNGs and report.json in DIR.
 
 The one-command recipe is ``make violin`` (models/make_violin.sh).
 """
@@ -81,10 +83,39 @@ def add_parser(sub) -> None:
     ev = tsub.add_parser("evaluate", help="resynthesise a dataset's clips through the runtime; distances and PNGs")
     ev.add_argument("model", metavar="MODEL.tflite")
     ev.add_argument("dataset", metavar="DATASET")
-    ev.add_argument("--split", default="validation", choices=("validation", "train"))
+    ev.add_argument("--split", default="validation", choices=("validation", "train", "all"),
+                    help="the clips to evaluate; all: every split there (validation)")
     ev.add_argument("--out", metavar="DIR", help="where PNGs and report.json go (default: MODEL-eval/)")
     ev.add_argument("--max-clips", type=int, metavar="N", help="evaluate only the first N clips")
     ev.add_argument("--max-plots", type=int, default=8, metavar="N", help="PNGs for at most N clips (8)")
+    ev.add_argument("--baselines", type=_baselines, default="sawtooth,soundfont", metavar="LIST",
+                    help="driven by the same f0 and loudness: sawtooth, soundfont, both comma-separated"
+                         " (the default) or none")
+    ev.add_argument("--soundfont", metavar="SF2", help="the soundfont baseline's .sf2 (FluidR3_GM)")
+    ev.add_argument("--program", type=_gm_program, default=41, metavar="N",
+                    help="its General-MIDI program, 1-based (41, Violin)")
+    ev.add_argument("--lsd-floor-db", type=float, default=60.0, metavar="DB",
+                    help="the log-spectral distance's floor below each recording's peak (60)")
+
+
+def _baselines(text: str) -> list[str]:
+    from .baselines import BASELINES
+
+    names = [name.strip() for name in text.split(",") if name.strip() and name.strip() != "none"]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}: choose from {', '.join(BASELINES)} or none")
+    return names
+
+
+def _gm_program(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 128:
+        raise argparse.ArgumentTypeError(f"{text!r}: a General-MIDI program is 1..128")
+    return value
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -95,7 +126,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     out = args.out if args.out is not None else f"{Path(args.model).stem}-eval"
     report = evaluate(args.model, args.dataset, split=args.split, out_dir=out, max_clips=args.max_clips,
-                      max_plots=args.max_plots)
+                      max_plots=args.max_plots, baselines=args.baselines, soundfont=args.soundfont,
+                      program=args.program - 1, lsd_floor_db=args.lsd_floor_db)
     print(report.summary())
     return 0
 

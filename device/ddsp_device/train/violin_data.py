@@ -491,11 +491,15 @@ def _to_mono(wav_path, seconds: Optional[float] = None) -> None:
     sf.write(str(wav_path), audio.mean(axis=1), sample_rate, subtype="FLOAT")
 
 
-def render_phrase(phrase: Phrase, wav_path, soundfont, *, silent_keys=(), **kwargs) -> None:
-    """Write ``phrase`` as MIDI next to ``wav_path`` (same stem, ``.mid``), render it, make it mono."""
+def render_phrase(phrase: Phrase, wav_path, soundfont, *, silent_keys=(), program: int = GM_VIOLIN_PROGRAM,
+                  **kwargs) -> None:
+    """Write ``phrase`` as MIDI next to ``wav_path`` (same stem, ``.mid``), render it, make it mono.
+
+    ``program`` is 0-based (40 = General MIDI 41, Violin); ``kwargs`` go to :func:`render_midi`.
+    """
     wav_path = Path(wav_path)
     midi_path = wav_path.with_suffix(".mid")
-    midi_path.write_bytes(phrase_to_midi(phrase, silent_keys=silent_keys))
+    midi_path.write_bytes(phrase_to_midi(phrase, program=program, silent_keys=silent_keys))
     render_midi(midi_path, wav_path, soundfont, **kwargs)
     _to_mono(wav_path, phrase.duration_s)
 
