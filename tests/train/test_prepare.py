@@ -304,3 +304,9 @@ def test_pitch_is_tracked_before_the_eq_and_the_eq_is_recorded(audio_dir, tmp_pa
         assert not np.any(audio) or any(a.shape == audio.shape and np.array_equal(a, audio) for a in raw)
     with pytest.raises(prep.PrepareError, match="eq: "):
         run(audio_dir, tmp_path / "x", eq="3000:0,1000:1")
+
+
+def test_curves_add():
+    combined = prep.combine_eq(["1000:0,4000:6", "1000:0,2000:-2,4000:-10"])
+    assert combined == ((1000.0, 0.0), (2000.0, 1.0), (4000.0, -4.0))
+    assert prep.combine_eq(["1000:3"]) == ((1000.0, 3.0),) and prep.combine_eq([]) == ()

