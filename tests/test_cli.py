@@ -107,6 +107,37 @@ def test_render_refuses_bad_config_override(tmp_path, capsys):
     assert "synth.reverb_mix: must be between 0" in capsys.readouterr().err
 
 
+def _share_above_4khz(path) -> float:
+    """Energy above 4 kHz as a fraction of all of it."""
+    from ddsp_device.audio.sinks import read_wav
+
+    audio, rate = read_wav(path)
+    spec = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    return float(spec[np.fft.rfftfreq(len(audio), 1.0 / rate) >= 4000.0].sum() / spec.sum())
+
+
+@pytest.mark.runtime
+def test_render_and_demo_honour_the_tone(tmp_path):
+    csv = write(tmp_path / "p.csv", "time_s,f0_hz,loudness\n0,330,0\n0.05,330,0.8\n0.8,440,0.8\n1.0,440,0\n")
+    share = {}
+    for tone in ("-1", "0", "1"):
+        out = tmp_path / f"tone{tone}.wav"
+        assert main(["render", "--controls", str(csv), "--out", str(out), "--tail", "0.2", "-o", f"synth.tone={tone}"]) == 0
+        share[tone] = _share_above_4khz(out)
+    assert share["-1"] < share["0"] < share["1"], share
+    assert share["-1"] < 0.25 * share["1"], share
+    dark, bright = tmp_path / "dark.wav", tmp_path / "bright.wav"
+    assert main(["demo", "--out", str(dark), "--no-play", "-o", "synth.tone=-1"]) == 0
+    assert main(["demo", "--out", str(bright), "--no-play", "-o", "synth.tone=1"]) == 0
+    assert _share_above_4khz(dark) < 0.25 * _share_above_4khz(bright)
+
+
+def test_render_refuses_a_tone_out_of_range(tmp_path, capsys):
+    csv = write(tmp_path / "p.csv", "time_s,f0_hz,loudness\n0,440,0.5\n")
+    assert main(["render", "--controls", str(csv), "--out", str(tmp_path / "x.wav"), "-o", "synth.tone=2"]) == 2
+    assert "synth.tone: must be between -1.0 and 1.0, got 2.0 (from -o)" in capsys.readouterr().err
+
+
 @pytest.mark.runtime
 def test_bench_json_reports_every_figure(capsys):
     assert main(["bench", "--seconds", "0.5", "--json"]) == 0

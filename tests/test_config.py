@@ -68,6 +68,7 @@ def test_defaults_load_with_documented_values():
     assert cfg.model.fallback_f0_min_hz == 30.0
     assert cfg.model.fallback_f0_max_hz == 4200.0
     assert cfg.synth.master_gain_db == 0.0
+    assert cfg.synth.tone == 0.0
     assert cfg.synth.reverb_mix == 0.15
     assert cfg.synth.reverb_decay_s == 1.5
     assert cfg.synth.noise_seed == 0
@@ -524,6 +525,52 @@ def test_pitch_and_pressure_must_use_different_adc_inputs(tmp_path):
     f = write(tmp_path / "c.toml", "[controls]\npitch_channel = 1\npressure_channel = 1\n")
     (problem,) = problems_of(config_file=f)
     assert problem.startswith("controls.pressure_channel: must differ from controls.pitch_channel")
+
+
+@pytest.mark.parametrize("value", ["-1.5", "1.01", "nan", '"dark"'])
+def test_tone_must_be_a_number_from_minus_1_to_1(value):
+    (problem,) = problems_of(overrides=[f"synth.tone={value}"])
+    assert problem.startswith("synth.tone: ") and problem.endswith("(from -o)")
+
+
+def test_tone_override_is_typed_and_shown_by_config_check():
+    cfg = load_config(overrides=["synth.tone=-1"])
+    assert type(cfg.synth.tone) is float and cfg.synth.tone == -1.0
+    out, err = io.StringIO(), io.StringIO()
+    assert check_main(None, ["synth.tone=-0.5", "controls.tone_channel=2", "controls.volume_channel=-1"], out, err) == 0
+    text = out.getvalue()
+    assert "tone = -0.5  # from -o" in text.splitlines()
+    assert "tone_channel = 2  # from -o" in text.splitlines()
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        (["controls.tone_channel=3"], "controls.tone_channel: ADC input 3 is already controls.reverb_channel"),
+        (["controls.tone_channel=2"], "controls.tone_channel: ADC input 2 is already controls.volume_channel"),
+        (["controls.tone_channel=0"], "controls.tone_channel: ADC input 0 is already controls.pitch_channel"),
+        (["controls.tone_channel=1"], "controls.tone_channel: ADC input 1 is already controls.pressure_channel"),
+        (["controls.reverb_channel=-1", "controls.transpose_channel=3", "controls.tone_channel=3"],
+         "controls.tone_channel: ADC input 3 is already controls.transpose_channel"),
+        (["controls.reverb_channel=2"], "controls.reverb_channel: ADC input 2 is already controls.volume_channel"),
+    ],
+)
+def test_every_knob_needs_an_adc_input_of_its_own(overrides, problem):
+    (message,) = problems_of(overrides=overrides)
+    assert message.startswith(problem + " ("), message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["controls.reverb_channel=-1", "controls.tone_channel=3"],  # the tone knob in the reverb's place
+        ["controls.tone_channel=0", 'controls.pitch_source="keys"'],  # A0 is free without a ribbon
+        ["controls.tone_channel=1", 'controls.pressure_source="mprls"'],  # A1 is free with breath
+        ["controls.volume_channel=-1", "controls.reverb_channel=-1"],  # no knobs: -1 twice is fine
+    ],
+)
+def test_knob_inputs_that_do_not_clash_are_accepted(overrides):
+    load_config(overrides=overrides)
 
 
 def test_hex_addresses_are_accepted(tmp_path):

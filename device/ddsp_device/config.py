@@ -192,6 +192,8 @@ SCHEMA: Mapping[str, Section] = _schema(
     ]),
     Section("synth", "harmonic + noise synthesiser and reverb", [
         Key("master_gain_db", "float", 0.0, "output gain, dB", min=-60.0, max=12.0),
+        Key("tone", "float", 0.0,
+            "tone: -1 dark (distant) .. 0 the model's own voicing .. +1 bright (close)", min=-1.0, max=1.0),
         Key("reverb_mix", "float", 0.15, "reverb wet/dry mix, 0 (dry) .. 1 (wet)", min=0.0, max=1.0),
         Key("reverb_decay_s", "float", 1.5, "reverb decay time (RT60), seconds", min=0.1, max=10.0),
         Key("noise_seed", "int", 0, "noise generator seed", min=0),
@@ -219,6 +221,8 @@ SCHEMA: Mapping[str, Section] = _schema(
         Key("volume_channel", "int", 2, "ADC input of the volume knob; -1 = none", min=-1, max=3),
         Key("reverb_channel", "int", 3, "ADC input of the reverb knob; -1 = none", min=-1, max=3),
         Key("transpose_channel", "int", -1, "ADC input of the transpose knob (-12..+12 semitones); -1 = none",
+            min=-1, max=3),
+        Key("tone_channel", "int", -1, "ADC input of the tone knob (dark..bright, centre = flat); -1 = none",
             min=-1, max=3),
         Key("knob_interval", "int", 8, "read one knob after this many pitch/pressure reads", min=1, max=64),
         Key("keys_address", "int", 0x5A, "MPR121 I2C address (0x5A..0x5D)", min=0x5A, max=0x5D),
@@ -269,11 +273,35 @@ SCHEMA: Mapping[str, Section] = _schema(
     ]),
 )
 
+#: The knobs' ADC inputs (-1 = not fitted), in ``[controls]``.
+KNOB_CHANNELS = ("volume_channel", "reverb_channel", "transpose_channel", "tone_channel")
+
+
+def _knob_checks() -> tuple[Check, ...]:
+    """A fitted knob needs an ADC input of its own: not the ribbon's, the FSR's or another knob's."""
+    checks = []
+    for i, knob in enumerate(KNOB_CHANNELS):
+        checks.append(Check(
+            (f"controls.{knob}", "controls.pitch_channel", "controls.pitch_source"),
+            lambda k, p, source: k < 0 or source != "ribbon" or k != p,
+            "ADC input {0} is already controls.pitch_channel"))
+        checks.append(Check(
+            (f"controls.{knob}", "controls.pressure_channel", "controls.pressure_source"),
+            lambda k, p, source: k < 0 or source != "adc" or k != p,
+            "ADC input {0} is already controls.pressure_channel"))
+        for other in KNOB_CHANNELS[:i]:
+            checks.append(Check(
+                (f"controls.{knob}", f"controls.{other}"), lambda k, o: k < 0 or k != o,
+                f"ADC input {{0}} is already controls.{other}"))
+    return tuple(checks)
+
+
 CHECKS: tuple[Check, ...] = (
     Check(("controls.pressure_channel", "controls.pitch_channel"), lambda a, b: a != b,
           "must differ from controls.pitch_channel, both are {0}"),
     Check(("model.fallback_f0_min_hz", "model.fallback_f0_max_hz"), lambda lo, hi: lo < hi,
           "must be less than model.fallback_f0_max_hz, got {0} >= {1}"),
+    *_knob_checks(),
 )
 
 

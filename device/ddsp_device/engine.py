@@ -20,11 +20,11 @@ The harmonic bank and the noise filter are linear in ``A`` and ``N`` and share o
 noise generator and one output stage, so this *is* an audio crossfade of two synthesisers in
 phase: no click, no gap, no dip. When the new model's frame rate gives another hop, the control
 thread also builds a synthesiser pipeline for the new hop; at the hop boundary the audio thread
-moves the running state into it (phase, last amplitudes, noise generator and filter tail, reverb
-delay lines, DC blocker, limiter gain, the FIFO's pending samples) and the crossfade runs on the
-new grid, the old model stepped at the new frame rate for those few hops. The old model is never
-closed on the audio thread: it goes to :attr:`Engine.retired_models`, which the control thread
-empties with :meth:`Engine.collect_retired`.
+moves the running state into it (phase, last amplitudes, noise generator and filter tail, tone
+filters, reverb delay lines, DC blocker, limiter gain, the FIFO's pending samples) and the
+crossfade runs on the new grid, the old model stepped at the new frame rate for those few hops.
+The old model is never closed on the audio thread: it goes to :attr:`Engine.retired_models`,
+which the control thread empties with :meth:`Engine.collect_retired`.
 
 Fade-out and mute (:meth:`Engine.fade_out`, :meth:`Engine.set_muted`): a per-sample linear gain
 ramp applied to each period after the limiter.
@@ -57,7 +57,9 @@ from .dsp.output import (
     make_dc_blocker,
     make_limiter,
     make_reverb,
+    make_tone,
     reverb_block,
+    tone_block,
 )
 
 #: ``controls(frame_index) -> (f0_hz, loudness)``; pulled once per hop when given to render().
@@ -83,6 +85,7 @@ class _HopPipeline:
         self.hop = hop
         self.harmonic = HarmonicScratch(n_harmonics, hop)
         self.noise = NoiseState(hop, int(settings.noise_seed), basis)
+        self.tone = make_tone(sample_rate, max_block=hop)
         self.reverb = make_reverb(sample_rate, settings.reverb_decay_s, max_block=hop)
         self.dc = make_dc_blocker(sample_rate, max_block=hop)
         self.limiter = make_limiter(sample_rate, max_block=hop)
@@ -136,6 +139,8 @@ class EngineSettings:
 
     sample_rate: int = 48000
     master_gain_db: float = 0.0
+    #: −1 (dark, distant) .. 0 (the model's own voicing) .. +1 (bright, close)
+    tone: float = 0.0
     reverb_mix: float = 0.15
     reverb_decay_s: float = 1.5
     noise_seed: int = 0
@@ -149,6 +154,7 @@ class EngineSettings:
         values = dict(
             sample_rate=cfg.audio.sample_rate,
             master_gain_db=cfg.synth.master_gain_db,
+            tone=cfg.synth.tone,
             reverb_mix=cfg.synth.reverb_mix,
             reverb_decay_s=cfg.synth.reverb_decay_s,
             noise_seed=cfg.synth.noise_seed,
@@ -179,6 +185,8 @@ class Engine:
         self.loudness_min = float(info.loudness_min)
         self.loudness_max = float(info.loudness_max)
         self.gain = float(10.0 ** (settings.master_gain_db / 20.0))
+        #: −1..1, read once per hop (set from any thread; a change ramps in over ~50 ms)
+        self.tone = float(settings.tone)
         self.reverb_mix = float(settings.reverb_mix)
 
         hop = self.hop
@@ -379,6 +387,7 @@ class Engine:
             self._finish_swap()
         hop, settings = self.hop, self.settings
         self._noise = NoiseState(hop, int(settings.noise_seed), self._noise_basis)
+        self._tone = make_tone(self.sample_rate, _clamp_tone(self.tone), max_block=hop)
         self._reverb = make_reverb(self.sample_rate, settings.reverb_decay_s, max_block=hop)
         self._dc = make_dc_blocker(self.sample_rate, max_block=hop)
         self._limiter = make_limiter(self.sample_rate, max_block=hop)
@@ -475,6 +484,12 @@ class Engine:
         noise_block(noise_mags, self._noise, self._noise_out)
         np.add(self._harm_out, self._noise_out, out=out)
 
+        tone = self.tone
+        if not -1.0 <= tone <= 1.0:
+            if tone != tone:
+                self.nonfinite_controls += 1
+            tone = _clamp_tone(tone)
+        tone_block(out, tone, self._tone, out)
         reverb_block(out, self.reverb_mix, self._reverb, out)
         dc_block(out, self._dc, out)
         if self.gain != 1.0:
@@ -546,9 +561,10 @@ class Engine:
         """Move the running synthesiser state into ``new`` (another hop) and swap it in.
 
         Continuity: phase, f0 and the last harmonic amplitudes are hop-independent and stay;
-        the noise generator moves over, with the filter's overlap tail; the reverb's delay
-        lines, the DC blocker and the limiter carry their state; the FIFO's pending samples are
-        copied. ``new`` receives the old parts in exchange (released by the control thread).
+        the noise generator moves over, with the filter's overlap tail; the tone filters, the
+        reverb's delay lines, the DC blocker and the limiter carry their state; the FIFO's
+        pending samples are copied. ``new`` receives the old parts in exchange (released by the
+        control thread).
         """
         pending = self._fifo_len
         new.fifo[:pending] = self._fifo[:pending]
@@ -557,12 +573,14 @@ class Engine:
         new_noise.tail[:keep] = old_noise.tail[:keep]
         new_noise.rng, old_noise.rng = old_noise.rng, new_noise.rng
         new_noise.basis = old_noise.basis
+        _carry_tone(self._tone, new.tone)
         _carry_reverb(self._reverb, new.reverb)
         _carry_dc(self._dc, new.dc)
         _carry_limiter(self._limiter, new.limiter)
         self.hop, new.hop = new.hop, self.hop
         self._harmonic, new.harmonic = new.harmonic, self._harmonic
         self._noise, new.noise = new.noise, self._noise
+        self._tone, new.tone = new.tone, self._tone
         self._reverb, new.reverb = new.reverb, self._reverb
         self._dc, new.dc = new.dc, self._dc
         self._limiter, new.limiter = new.limiter, self._limiter
@@ -603,10 +621,29 @@ class Engine:
     def limiter_gain(self) -> float:
         return float(self._limiter.gain)
 
+    @property
+    def tone_applied(self) -> float:
+        """The tone at the end of the last hop (it ramps towards :attr:`tone`)."""
+        return float(self._tone.tone)
+
+
+def _clamp_tone(tone: float) -> float:
+    """``tone`` within −1..1; NaN → 0 (flat)."""
+    return 0.0 if tone != tone else min(max(float(tone), -1.0), 1.0)
+
 
 # ------------------------------------------------------------------------ state carried over
 # Used when a swap changes the hop: the new pipeline's output stage continues where the old one
 # stopped. These reach into the dsp.output state objects, which the engine owns.
+
+
+def _carry_tone(src, dst) -> None:
+    dst.tone = src.tone
+    dst._target = src._target
+    dst._x_prev = src._x_prev
+    dst._y1_prev[:] = src._y1_prev
+    dst._y2_prev[:] = src._y2_prev
+    dst.nonfinite_blocks = src.nonfinite_blocks
 
 
 def _carry_reverb(src, dst) -> None:

@@ -24,6 +24,7 @@ from ddsp_device.controls.mapping import (
     hz_to_midi,
     knob_to_gain_db,
     knob_to_reverb_mix,
+    knob_to_tone,
     midi_to_hz,
     note_to_hz,
     parse_key,
@@ -576,6 +577,24 @@ def test_knob_helpers():
     assert knob_to_gain_db(0.5, -40.0, 6.0) == pytest.approx(-17.0)
     assert knob_to_reverb_mix(0.25) == 0.25 and knob_to_reverb_mix(2.0, max_mix=0.5) == 0.5
     assert knob_to_gain_db(math.nan) == -60.0 and knob_to_reverb_mix(math.inf) == 1.0
+
+
+def test_tone_knob_runs_dark_to_bright_with_a_flat_centre():
+    assert knob_to_tone(0.0) == -1.0 and knob_to_tone(1.0) == 1.0
+    assert knob_to_tone(0.5) == 0.0
+    # the centre detent: a little either side of the middle is exactly flat …
+    assert knob_to_tone(0.5 - 0.02) == 0.0 and knob_to_tone(0.5 + 0.02) == 0.0
+    # … and the travel beyond it is continuous from 0
+    assert 0.0 < knob_to_tone(0.5 + 0.03) < 0.02 and -0.02 < knob_to_tone(0.5 - 0.03) < 0.0
+    assert knob_to_tone(0.75) == pytest.approx(-knob_to_tone(0.25))
+    assert knob_to_tone(-3.0) == -1.0 and knob_to_tone(2.0) == 1.0
+    assert knob_to_tone(math.nan) == 0.0 and knob_to_tone(None) == 0.0 and knob_to_tone("x") == 0.0
+
+
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_tone_knob_is_monotonic_and_in_range(a, b):
+    lo, hi = sorted((a, b))
+    assert -1.0 <= knob_to_tone(lo) <= knob_to_tone(hi) <= 1.0
 
 
 def test_configs_reject_strings_for_numbers_without_crashing():

@@ -7,7 +7,7 @@ import pytest
 
 from ddsp_device.cli import main
 from ddsp_device.config import load_config
-from ddsp_device.controls.calibration import Calibration
+from ddsp_device.controls.calibration import Calibration, KnobRange
 from ddsp_device.controls.emulated import EmulatedADS1015, EmulatedBus, FakeClock
 from ddsp_device.controls.rig import build_rig, default_calibration, nominal_sensor_rate_hz
 from ddsp_device.controls.tools import EmulatedPlayer, format_state, note_name
@@ -53,10 +53,56 @@ def test_ribbon_and_fsr_play_the_mapped_pitch_and_loudness():
 
 
 def test_knob_on_a_playing_channel_is_a_config_error():
+    # refused when the config is loaded (the schema's rule), before any hardware is touched
     with pytest.raises(ConfigError, match="controls.volume_channel: ADC input 0 is already controls.pitch_channel"):
-        clock = FakeClock()
-        build_rig(cfg("controls.volume_channel=0"), bus=EmulatedBus(clock), clock=clock,
-                  calibration=default_calibration(cfg()))
+        cfg("controls.volume_channel=0")
+
+
+def tone_knob_rig(calibration=None):
+    """The default build with the tone knob in the reverb knob's place (A3)."""
+    c = cfg("controls.reverb_channel=-1", "controls.tone_channel=3")
+    clock = FakeClock()
+    bus = EmulatedBus(clock)
+    adc = bus.attach(0x48, EmulatedADS1015(clock, supply_v=3.3))
+    rig = build_rig(c, bus=bus, clock=clock, calibration=calibration or default_calibration(c))
+    return rig, adc
+
+
+@pytest.mark.parametrize("volts, tone", [(0.0, -1.0), (1.65, 0.0), (3.3, 1.0), (2.5, 0.5)])
+def test_tone_knob_reads_dark_to_bright(volts, tone):
+    from ddsp_device.controls.mapping import knob_to_tone
+
+    rig, adc = tone_knob_rig()
+    assert rig.knob_roles == ("volume", "tone")
+    adc.set_input(3, volts)
+    rig.poller.run_for(0.2)
+    value = rig.knob(rig.poller.latest, "tone")
+    assert knob_to_tone(value) == pytest.approx(tone, abs=0.03)
+    assert rig.knob(rig.poller.latest, "reverb") is None
+    line = format_state(rig.poller.latest, rig.knob_roles)
+    assert f"tone {knob_to_tone(value):+.2f}" in line
+
+
+def test_a_tone_knob_missing_from_the_saved_calibration_takes_its_whole_range(caplog):
+    saved = Calibration(ribbon_low=0.1, ribbon_high=0.9, ribbon_open=0.0, pressure_rest=0.0, pressure_max=0.5,
+                        knobs={"volume": KnobRange(0.0, 1.0)}, created_at="2026-01-01T00:00:00Z")
+    rig, adc = tone_knob_rig(saved)
+    assert "the tone knob is not in the calibration" in caplog.text
+    adc.set_input(3, 3.3)
+    rig.poller.run_for(0.2)
+    assert rig.knob(rig.poller.latest, "tone") == pytest.approx(1.0, abs=0.01)
+
+
+def test_monitor_and_calibration_know_the_tone_knob():
+    from ddsp_device.controls.tools import session_for
+
+    c = cfg("controls.reverb_channel=-1", "controls.tone_channel=3")
+    assert session_for(c, None).knob_names == ("volume", "tone")
+    clock = FakeClock()
+    player = EmulatedPlayer(c, clock, gesture=True)  # the gesture leaves the tone knob centred
+    rig = build_rig(c, bus=player.bus, clock=clock)
+    rig.poller.run_for(1.0)
+    assert "tone +0.00" in format_state(rig.poller.latest, rig.knob_roles)
 
 
 def test_wrong_data_rate_for_the_chip_lists_the_allowed_ones():

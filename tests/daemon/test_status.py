@@ -30,6 +30,7 @@ FULL = {
     "version": "0.1.0",
     "pid": 1234,
     "model": "Violin",
+    "tone": {"value": 0.25, "from": "knob"},
     "uptime_s": 93784.5,
     "cpu_load": 0.231,
     "period_ms": {"p50": 1.2, "p99": 2.5, "max": 4.1},
@@ -280,6 +281,7 @@ def test_format_full():
     lines = text.splitlines()
     assert lines[0] == "ddsp-device 0.1.0, pid 1234"
     assert "model     Violin" in lines
+    assert "tone      +0.25 (brighter, from the knob)" in lines
     assert "uptime    1 d 02:03:04" in lines
     assert "CPU load  23 %" in lines
     assert "compute   p50 1.20 ms, p99 2.50 ms, max 4.10 ms of 5.33 ms per period (max 77 %)" in lines
@@ -295,6 +297,7 @@ def test_format_empty_shows_dashes():
     lines = format_status({}).splitlines()
     assert lines[0] == "ddsp-device -, pid -"
     assert "model     -" in lines
+    assert "tone      -" in lines
     assert "uptime    -" in lines
     assert "CPU load  -" in lines
     assert "compute   p50 - ms, p99 - ms, max - ms of - ms per period" in lines
@@ -327,6 +330,20 @@ def test_format_partial_and_malformed():
     assert "  -       -         -           -        -" in lines  # not a mapping
     assert "  -       emulated  -           2        -" in lines
     assert "counters  none" in lines
+
+
+@pytest.mark.parametrize(
+    "tone, line",
+    [
+        ({"value": -1.0, "from": "config"}, "tone      -1.00 (darker, from config)"),
+        ({"value": 0.0, "from": "config"}, "tone      +0.00 (flat, from config)"),
+        ({"value": 0.5}, "tone      +0.50 (brighter)"),
+        ({"value": "dark"}, "tone      -"),
+        (0.3, "tone      -"),
+    ],
+)
+def test_format_tone(tone, line):
+    assert line in format_status({"tone": tone}).splitlines()
 
 
 def test_format_accepts_non_mapping():

@@ -1,8 +1,9 @@
-"""Output stage: reverb → DC blocker → master gain → limiter (ddsp_device.dsp.output).
+"""Output stage: tone → reverb → DC blocker → master gain → limiter (ddsp_device.dsp.output).
 
-Closed-form facts: what a first-order high-pass does to DC and to 1 kHz, the reverb's RT60 from
-its impulse response, the limiter's ceiling, transparency and release time constant, and that
-block size does not change the output of the linear stages.
+Closed-form facts: what a first-order high-pass does to DC and to 1 kHz, the tone's shelf
+response and its monotonic tilt, the reverb's RT60 from its impulse response, the limiter's
+ceiling, transparency and release time constant, and that block size does not change the output
+of the linear stages.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from hypothesis.extra.numpy import arrays
 from ddsp_device.dsp import output
 from ddsp_device.dsp.output import (
     DECAY_MAX_S,
+    TONE_RAMP_S,
     apply_gain_db,
     dc_block,
     limit_block,
     make_dc_blocker,
     make_limiter,
     make_reverb,
+    make_tone,
     reverb_block,
+    tone_block,
+    tone_gains,
 )
 
 SR = 48000
@@ -148,6 +153,172 @@ def test_dc_blocker_recovers_after_a_nonfinite_block():
     y = np.empty_like(good)
     dc_block(good, state, y)
     assert np.all(np.isfinite(y))
+
+
+# --- tone ------------------------------------------------------------------------------------
+
+TONES = (-1.0, -0.5, 0.0, 0.5, 1.0)
+TONE_FREQS_HZ = (125.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 12000.0, 16000.0)
+
+
+def _tone_gain_db(tone: float, f_hz: float, sr: int = SR) -> float:
+    """Measured: a sine through tone_block in 128-sample blocks, RMS gain after 0.25 s."""
+    n = sr // 2
+    x = (0.5 * np.sin(2 * np.pi * f_hz * np.arange(n) / sr)).astype(np.float32)
+    state = make_tone(sr, tone, HOP)
+    y = _in_blocks(lambda xb, yb: tone_block(xb, tone, state, yb), x, HOP)
+    return _db(_rms(y[n // 2 :]) / _rms(x[n // 2 :]))
+
+
+def _tone_closed_form_db(tone: float, f_hz: float, sr: int = SR) -> float:
+    """``|1 + g·HP(e^jω)|²`` in dB, ``HP`` the bilinear first-order high-pass at the corner."""
+    state = make_tone(sr)
+    g_dark, g_bright = tone_gains(tone)
+    pole, g = (state.dark_pole, g_dark) if tone < 0 else (state.bright_pole, g_bright)
+    z = np.exp(-2j * np.pi * f_hz / sr)
+    hp = 0.5 * (1 + pole) * (1 - z) / (1 - pole * z)
+    return 2 * _db(abs(1 + g * hp))
+
+
+def _tone_reference(x: np.ndarray, tone: float) -> np.ndarray:
+    """The cascade ``(1 + g·HP)²`` as two plain float64 recursions, sample by sample."""
+    state = make_tone(SR)
+    g_dark, g_bright = tone_gains(tone)
+    pole, g = (state.dark_pole, g_dark) if tone < 0 else (state.bright_pole, g_bright)
+    c = 0.5 * (1 + pole)
+    s = x.astype(np.float64)
+    for _ in range(2):
+        hp = np.empty_like(s)
+        s_prev = y_prev = 0.0
+        for n, sn in enumerate(s):
+            y_prev = pole * y_prev + c * (sn - s_prev)
+            s_prev = sn
+            hp[n] = y_prev
+        s = s + g * hp
+    return s
+
+
+@pytest.fixture(scope="module")
+def tone_response_db() -> dict[float, list[float]]:
+    return {tone: [_tone_gain_db(tone, f) for f in TONE_FREQS_HZ] for tone in TONES}
+
+
+def test_tone_zero_is_the_identity_bit_for_bit():
+    x = _rng(20).standard_normal(20 * HOP + 17).astype(np.float32)
+    state = make_tone(SR, 0.0, HOP)
+    y = _in_blocks(lambda xb, yb: tone_block(xb, 0.0, state, yb), x, HOP)
+    np.testing.assert_array_equal(y, x)
+    assert tone_gains(0.0) == (0.0, 0.0)
+
+
+def test_tone_response_is_the_closed_form_shelf_pair(tone_response_db):
+    for tone, measured in tone_response_db.items():
+        for f_hz, db in zip(TONE_FREQS_HZ, measured):
+            assert db == pytest.approx(_tone_closed_form_db(tone, f_hz), abs=0.05), (tone, f_hz)
+
+
+def test_tone_tilt_is_monotonic_and_spans_dark_to_bright(tone_response_db):
+    by_freq = np.array([tone_response_db[t] for t in TONES])  # [tone, freq]
+    # every frequency rises with the tone (the closed form says so at all of them)
+    assert np.all(np.diff(by_freq, axis=0) >= -1e-3), by_freq
+    # above the pivot (~1 kHz) strictly
+    above = [i for i, f in enumerate(TONE_FREQS_HZ) if f >= 1000.0]
+    assert np.all(np.diff(by_freq[:, above], axis=0) > 0.1)
+    i8k = TONE_FREQS_HZ.index(8000.0)
+    assert by_freq[0, i8k] <= -12.0 and by_freq[0, i8k] == pytest.approx(-18.0, abs=1.0)  # dark end
+    assert by_freq[-1, i8k] == pytest.approx(11.0, abs=1.0)  # bright end
+    assert np.all(np.abs(by_freq[2]) < 1e-6)  # flat at 0
+    # the body of the sound (below the pivot) moves by less than 3 dB over the whole travel
+    below = [i for i, f in enumerate(TONE_FREQS_HZ) if f < 1000.0]
+    assert np.all(np.abs(by_freq[:, below]) < 3.0)
+
+
+def test_tone_matches_the_cascade_of_recursions():
+    x = _rng(21).standard_normal(3000).astype(np.float32)
+    for tone in (-1.0, -0.3, 0.6, 1.0):
+        state = make_tone(SR, tone, HOP)
+        y = _in_blocks(lambda xb, yb, s=state, t=tone: tone_block(xb, t, s, yb), x, HOP)
+        np.testing.assert_allclose(y, _tone_reference(x, tone), atol=2e-6)
+
+
+@pytest.mark.parametrize("block", [32, 128, 1024])
+def test_tone_output_does_not_depend_on_block_size(block):
+    """Same audio for periods of 32, 128 and 1024, tone changes (and their ramps) included."""
+    x = (0.5 * _rng(22).standard_normal(8192)).astype(np.float32)
+
+    def run(b: int) -> np.ndarray:
+        state = make_tone(SR, -1.0, b)
+        y = np.empty_like(x)
+        for start in range(0, x.shape[0], b):
+            tone = -1.0 if start < 2048 else 0.6 if start < 5120 else 0.0
+            tone_block(x[start : start + b], tone, state, y[start : start + b])
+        return y
+
+    y = run(block)
+    np.testing.assert_allclose(y, run(16), atol=1e-6)  # tone changes at multiples of 1024
+    whole = np.empty_like(x)
+    tone_block(x, -1.0, make_tone(SR, -1.0, x.shape[0]), whole)
+    np.testing.assert_allclose(y[:2048], whole[:2048], atol=1e-6)
+
+
+def test_tone_change_ramps_in_without_a_step():
+    """−1 → +1 takes TONE_RAMP_S; the output changes no faster than at either end."""
+    f_hz = 4000.0
+    switch = 100  # blocks
+    n = 2 * switch * HOP
+    x = (0.25 * np.sin(2 * np.pi * f_hz * np.arange(n) / SR)).astype(np.float32)
+    state = make_tone(SR, -1.0, HOP)
+    tones = []
+
+    def process(xb, yb):
+        tone_block(xb, -1.0 if len(tones) < switch else 1.0, state, yb)
+        tones.append(state.tone)
+
+    y = _in_blocks(process, x, HOP)
+    ramp_blocks = tones[switch:].index(1.0) + 1
+    assert ramp_blocks * HOP == pytest.approx(TONE_RAMP_S * SR, abs=HOP)
+    assert np.all(np.diff(tones[switch - 1 : switch + ramp_blocks]) > 0)  # −1, rising, … 1
+    step = np.abs(np.diff(y.astype(np.float64)))  # the sine's slope times the gain
+    steady_bright = step[-SR // 10 :].max()
+    assert step[switch * HOP - HOP : (switch + ramp_blocks) * HOP].max() <= 1.02 * steady_bright
+
+
+def test_tone_recovers_after_a_nonfinite_block():
+    state = make_tone(SR, -0.5, HOP)
+    bad = np.zeros(HOP, np.float32)
+    bad[5] = np.inf
+    tone_block(bad, -0.5, state, np.empty_like(bad))
+    assert state.nonfinite_blocks == 1
+    good = np.full(HOP, 0.25, np.float32)
+    y = np.empty_like(good)
+    tone_block(good, -0.5, state, y)
+    assert np.all(np.isfinite(y))
+    fresh = make_tone(SR, -0.5, HOP)
+    expected = np.empty_like(good)
+    tone_block(good, -0.5, fresh, expected)
+    np.testing.assert_array_equal(y, expected)  # as if the bad block never happened
+
+
+def test_tone_in_place_equals_out_of_place():
+    x = _rng(23).standard_normal(1000).astype(np.float32)
+    y = np.empty_like(x)
+    tone_block(x, 0.7, make_tone(SR, 0.0), y)  # ramping, too
+    tone_block(x, 0.7, make_tone(SR, 0.0), x)
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("tone", [-1.01, 1.5, float("nan")])
+def test_tone_rejects_out_of_range(tone):
+    with pytest.raises(ValueError, match="tone must be in -1..1"):
+        tone_block(np.zeros(4, np.float32), tone, make_tone(SR), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="tone must be in -1..1"):
+        make_tone(SR, tone)
+
+
+def test_tone_at_a_low_sample_rate_lowers_its_corners():
+    state = make_tone(16000, 1.0)
+    assert state.bright_hz == pytest.approx(16000 / 6) and state.dark_hz == 1500.0
+    assert _tone_gain_db(1.0, 6000.0, 16000) > 8.0
 
 
 # --- reverb ----------------------------------------------------------------------------------
@@ -358,6 +529,13 @@ def test_no_stage_allocates_arrays_per_block(monkeypatch):
     idle = make_limiter(SR, -0.3, 0.05, block)
     active = make_limiter(SR, -0.3, 0.05, block)
     releasing = make_limiter(SR, -0.3, 0.05, block)
+    tones = {t: make_tone(SR, t, block) for t in (0.0, -0.6, 0.6)}
+    ramping = make_tone(SR, 0.0, block)
+    flip = [1.0]
+
+    def tone_ramp():
+        flip[0] = -flip[0]  # a whole block of ramp, each time
+        tone_block(x, flip[0], ramping, out)
 
     quiet = 0.1 * x
 
@@ -368,6 +546,10 @@ def test_no_stage_allocates_arrays_per_block(monkeypatch):
     calls = {
         "reverb": lambda: reverb_block(x, 0.3, reverb, out),
         "dc": lambda: dc_block(x, dc, out),
+        "tone flat": lambda: tone_block(x, 0.0, tones[0.0], out),
+        "tone dark": lambda: tone_block(x, -0.6, tones[-0.6], out),
+        "tone bright": lambda: tone_block(x, 0.6, tones[0.6], out),
+        "tone ramping": tone_ramp,
         "gain": lambda: apply_gain_db(x, -3.0, out),
         "limiter idle": lambda: limit_block(quiet, idle, out),
         "limiter active": lambda: limit_block(loud, active, out),
@@ -396,14 +578,22 @@ def test_report_microseconds_per_128_sample_block(capsys):
     idle = make_limiter(SR, -0.3, 0.05, HOP)
     active = make_limiter(SR, -0.3, 0.05, HOP)
     releasing = make_limiter(SR, -0.3, 0.05, HOP)
+    tone_flat, tone_dark, tone_ramping = make_tone(SR, 0.0, HOP), make_tone(SR, -0.5, HOP), make_tone(SR, 0.0, HOP)
 
     def release():
         releasing._atten = 0.5  # a gain still on its way back to 1
         limit_block(x, releasing, out)
 
+    def tone_ramp():
+        tone_ramping.tone = 0.0  # still ramping towards 1
+        tone_block(x, 1.0, tone_ramping, out)
+
     calls = {
         "reverb (mix 0.3)": lambda: reverb_block(x, 0.3, reverb, out),
         "dc blocker": lambda: dc_block(x, dc, out),
+        "tone, flat": lambda: tone_block(x, 0.0, tone_flat, out),
+        "tone, dark": lambda: tone_block(x, -0.5, tone_dark, out),
+        "tone, ramping": tone_ramp,
         "master gain": lambda: apply_gain_db(x, -3.0, out),
         "limiter, below ceiling": lambda: limit_block(x, idle, out),
         "limiter, releasing": release,

@@ -138,6 +138,15 @@ def test_swapping_very_different_timbres_is_seamless(direction, frame_rate_hz):
         assert_seamless(audio, at, int(0.05 * SR), label=direction)
 
 
+def test_a_swap_to_another_hop_carries_the_tone_filters():
+    """The dark tone's filters continue in the new hop's pipeline: no click, same tone after."""
+    audio, at, e = play_with_swap(ToneModel(True), ToneModel(True, 250.0), reverb_mix=0.0, tone=-0.8)
+    with e:
+        assert e.crossfades == 1 and e.hop == 192
+        assert e.tone_applied == -0.8
+        assert_seamless(audio, at, int(0.05 * SR), label="dark tone across hops")
+
+
 def test_the_click_metric_catches_a_phase_jump():
     """The check above has teeth: a hard cut between two renderings 1/3 cycle apart fails it."""
     audio, at, e = play_with_swap(ToneModel(bright=False), None, reverb_mix=0.0)

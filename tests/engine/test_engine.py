@@ -83,6 +83,52 @@ def test_period_size_does_not_change_the_audio(reverb_mix):
         assert np.array_equal(rendered[0], other)
 
 
+def test_period_size_does_not_change_the_audio_with_a_moving_tone():
+    """The tone, and its ramps, run on the hop grid: periods of 32, 128, 1024 and 4096 agree."""
+    rendered = []
+    for period in (32, 128, 1024, 4096):
+        with engine(tone=-0.7, noise_seed=3) as e:
+            frames = demo_phrase().frames(e.hop, SR, tail_s=0.2)
+            out = np.empty(frames.n_samples + 4096, np.float32)
+            for i in range(0, frames.n_samples, period):
+                if i % 8192 == 0:  # a multiple of every period and of the hop
+                    e.tone = (-0.7, 1.0, 0.0, 0.4)[(i // 8192) % 4]
+                e.render(out[i : i + period], frames)
+            rendered.append(out[: frames.n_samples])
+    for other in rendered[1:]:
+        assert np.array_equal(rendered[0], other)
+
+
+def _share_above_db(x, f_hz, sr=SR):
+    spec = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1.0 / sr)
+    return 10 * np.log10(spec[freqs >= f_hz].sum() / spec.sum())
+
+
+def test_tone_darkens_and_brightens_the_instrument():
+    shares = {}
+    for tone in (-1.0, 0.0, 1.0):
+        with engine(tone=tone, reverb_mix=0.0) as e:
+            e.set_f0_hz(440.0)
+            e.set_loudness(0.8)
+            e.render_new(SR // 4)
+            shares[tone] = _share_above_db(e.render_new(SR // 2), 4000.0)
+    assert shares[-1.0] < shares[0.0] - 6.0 and shares[1.0] > shares[0.0] + 3.0, shares
+
+
+def test_a_nan_tone_plays_flat_and_is_counted():
+    with engine(tone=0.0) as flat, engine() as bad:
+        for e in (flat, bad):
+            e.set_f0_hz(440.0)
+            e.set_loudness(0.6)
+        bad.tone = float("nan")
+        np.testing.assert_array_equal(bad.render_new(2048), flat.render_new(2048))
+        assert bad.nonfinite_controls > 0
+        bad.tone = 7.0  # out of range: clamped to +1
+        bad.render_new(SR // 10)
+        assert bad.tone_applied == 1.0
+
+
 def test_output_never_exceeds_the_ceiling_even_with_gain():
     ceiling = 10 ** (-0.3 / 20)
     with engine(master_gain_db=12.0, reverb_mix=0.5) as e:
@@ -117,6 +163,29 @@ def test_render_allocates_nothing_per_period():
             before, _ = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
             for _ in range(2000):
+                e.render(out, frames)
+            after, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert after - before < 2048, f"grew by {after - before} bytes"
+    assert peak - before < 16384, f"temporary peak {peak - before} bytes per period"
+
+
+def test_moving_the_tone_allocates_nothing_per_period():
+    """The tone ramping to a new value in most periods: still no growth, no temporaries."""
+    with engine(tone=-1.0) as e:
+        frames = demo_phrase().frames(e.hop, SR)
+        out = np.empty(128, np.float32)
+        for _ in range(50):
+            e.render(out, frames)
+        tones = [(-1.0, -0.2, 0.5, 1.0)[i % 4] for i in range(2000)]  # made before tracing
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            for i in range(2000):
+                if i % 8 == 0:
+                    e.tone = tones[i]
                 e.render(out, frames)
             after, peak = tracemalloc.get_traced_memory()
         finally:

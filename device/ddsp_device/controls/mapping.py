@@ -20,7 +20,8 @@ Mappers:
 * :class:`PressureLoudness`: FSR / breath sensor -> loudness 0..1 (auto-zero, gate, curve,
   attack/release smoothing).
 * :class:`Knob` (dead-band hysteresis, 0..1) and :class:`KnobSteps` (0..1 -> integer with
-  hysteresis at the boundaries); :func:`knob_to_gain_db`, :func:`knob_to_reverb_mix`.
+  hysteresis at the boundaries); :func:`knob_to_gain_db`, :func:`knob_to_reverb_mix`,
+  :func:`knob_to_tone`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ __all__ = [
     "KnobSteps",
     "knob_to_gain_db",
     "knob_to_reverb_mix",
+    "knob_to_tone",
+    "TONE_KNOB_DETENT",
 ]
 
 A4_HZ = 440.0
@@ -945,3 +948,25 @@ def knob_to_gain_db(value: float, min_db: float = -60.0, max_db: float = 0.0) ->
 def knob_to_reverb_mix(value: float, max_mix: float = 1.0) -> float:
     """Reverb knob 0..1 -> wet/dry mix 0..``max_mix``."""
     return max_mix * _clamp01(value)
+
+
+#: Half-width of the tone knob's flat zone around its centre, fraction of half its travel.
+TONE_KNOB_DETENT = 0.05
+
+
+def knob_to_tone(value: float, detent: float = TONE_KNOB_DETENT) -> float:
+    """Tone knob 0..1 -> tone -1..+1: dark at the left, flat at the centre, bright at the right.
+
+    ``u = 2·value − 1`` (value clamped to 0..1); a zone ``|u| ≤ detent`` around the centre (a
+    pot's centre detent, or where a plain pot is left by eye) gives exactly 0, and the rest is
+    stretched so that the ends still reach −1 and +1: ``tone = sign(u)·(|u| − detent) /
+    (1 − detent)``. Continuous and monotonic. A value that is not a finite number gives 0.
+    """
+    v = _finite(value)
+    if v is None:
+        return 0.0
+    u = 2.0 * _clamp(v, 0.0, 1.0) - 1.0
+    d = _clamp(float(detent), 0.0, 0.5)
+    if abs(u) <= d:
+        return 0.0
+    return math.copysign((abs(u) - d) / (1.0 - d), u)

@@ -33,8 +33,9 @@ from .poller import AdcInput, ControlState, RawReading, SensorPoller
 
 log = logging.getLogger(__name__)
 
-#: Knob roles, in the order their values appear in ``ControlState.knobs``.
-KNOB_ROLES = ("volume", "reverb", "transpose")
+#: Knob roles, in the order their values appear in ``ControlState.knobs`` (each has a
+#: ``controls.<role>_channel``; the config schema gives each fitted knob an ADC input of its own).
+KNOB_ROLES = ("volume", "reverb", "transpose", "tone")
 TRANSPOSE_KNOB_SEMITONES = 12
 #: MPRLS playing range above the rest pressure for an uncalibrated box, hPa.
 MPRLS_DEFAULT_RANGE_HPA = 40.0
@@ -45,6 +46,7 @@ class InstrumentMapper:
 
     Runs in the sensor thread. ``knobs`` holds one 0..1 value per fitted knob, in the order of
     :attr:`knob_roles`; a transpose knob is mapped to whole semitones here and applied to f0.
+    A knob missing from a saved calibration (fitted after it was taken) assumes its whole range.
     """
 
     def __init__(self, cfg, calibration: Calibration):
@@ -76,7 +78,7 @@ class InstrumentMapper:
                 auto_zero=c.pressure_auto_zero,
             )
         self.uses_hpa = c.pressure_source == "mprls"
-        self.knobs = [Knob.from_calibration(calibration, role, c.knob_dead_band) for role in self.knob_roles]
+        self.knobs = [self._knob(calibration, role, c.knob_dead_band) for role in self.knob_roles]
         self.transpose_steps = (
             KnobSteps(-TRANSPOSE_KNOB_SEMITONES, TRANSPOSE_KNOB_SEMITONES) if "transpose" in self.knob_roles else None
         )
@@ -84,6 +86,14 @@ class InstrumentMapper:
         self._t_prev: float | None = None
         self.f0_hz = c.ribbon_base_hz if c.pitch_source != "keys" else c.keys_base_hz
         self.loudness = 0.0
+
+    @staticmethod
+    def _knob(calibration: Calibration, role: str, dead_band: float) -> Knob:
+        if role not in calibration.knobs:
+            log.warning("the %s knob is not in the calibration; assuming its whole range "
+                        "(run `ddsp-device calibrate`)", role)
+            calibration = Calibration.default(knobs=(role,))
+        return Knob.from_calibration(calibration, role, dead_band)
 
     def map(self, raw: RawReading) -> tuple[float, float, tuple[float, ...]]:
         dt_s = 0.001 if self._t_prev is None else max(0.0, raw.t - self._t_prev)
@@ -216,13 +226,8 @@ def build_rig(
     elif c.pressure_source == "mprls":
         pressure = MPRLS(bus, c.mprls_address, psi_max=c.mprls_psi_max, clock=clock)
     mapper = InstrumentMapper(cfg, calibration)
-    knobs = []
-    for role in mapper.knob_roles:
-        channel = getattr(c, f"{role}_channel")
-        for used_by, used in (("pitch_channel", pitch), ("pressure_channel", pressure)):
-            if isinstance(used, AdcInput) and used.channel == channel:
-                problems.append(f"controls.{role}_channel: ADC input {channel} is already controls.{used_by}")
-        knobs.append(AdcInput(get_adc(), channel))
+    # The config schema has checked that every fitted knob has an ADC input of its own.
+    knobs = [AdcInput(get_adc(), getattr(c, f"{role}_channel")) for role in mapper.knob_roles]
     if problems:
         raise ConfigError(problems)
     try:

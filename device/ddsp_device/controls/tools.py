@@ -15,8 +15,9 @@ from ..errors import ControlsError
 from . import calibration as calibration_mod
 from .calibration import Calibration, CalibrationSession
 from .emulated import EmulatedADS1015, EmulatedADS1115, EmulatedBus, EmulatedMPR121, EmulatedMPRLS
-from .mapping import hz_to_midi
+from .mapping import hz_to_midi, knob_to_tone
 from .poller import ControlState
+from .rig import KNOB_ROLES
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: MPRLS breath range a player uses above ambient, hPa (for the calibration's plausibility checks).
@@ -52,7 +53,10 @@ def format_state(state: ControlState, knob_roles: tuple[str, ...]) -> str:
         if raw.pressure_hpa is not None:
             parts.append(f"breath {_fmt(raw.pressure_hpa, '.1f')} hPa")
     for role, value in zip(knob_roles, state.knobs):
-        parts.append(f"{role} {value:.2f}")
+        if role == "tone":  # what the knob does: −1 dark .. 0 flat .. +1 bright
+            parts.append(f"tone {knob_to_tone(value):+.2f}")
+        else:
+            parts.append(f"{role} {value:.2f}")
     for s in state.sensors:
         health = "ok" if s.present else "ABSENT"
         faults = f" faults {s.faults}" if s.faults else ""
@@ -165,7 +169,7 @@ def run_calibration(
 def session_for(cfg, previous: Calibration | None) -> CalibrationSession:
     """The calibration steps the configured build needs."""
     c = cfg.controls
-    roles = tuple(r for r in ("volume", "reverb", "transpose") if getattr(c, f"{r}_channel") >= 0)
+    roles = tuple(r for r in KNOB_ROLES if getattr(c, f"{r}_channel") >= 0)
     return CalibrationSession(
         ribbon=c.pitch_source == "ribbon",
         pressure=c.pressure_source != "none",
@@ -238,7 +242,7 @@ class EmulatedPlayer:
 
     def _knob_channels(self):
         c = self.cfg.controls
-        return [ch for ch in (c.volume_channel, c.reverb_channel, c.transpose_channel) if ch >= 0]
+        return [ch for ch in (getattr(c, f"{r}_channel") for r in KNOB_ROLES) if ch >= 0]
 
     def act(self, step: str) -> None:
         c, vdd, t0 = self.cfg.controls, self.supply_v, self.clock.now()
@@ -268,6 +272,8 @@ class EmulatedPlayer:
             self.adc.set_input(ch, knob)
         if step == "gesture" and c.reverb_channel >= 0:
             self.adc.set_input(c.reverb_channel, 0.3 * vdd)
+        if step == "gesture" and c.tone_channel >= 0:
+            self.adc.set_input(c.tone_channel, 0.5 * vdd)  # centre: flat
         if self.mprls is not None:
             self.mprls.pressure_hpa = breath
         if self.keys is not None:

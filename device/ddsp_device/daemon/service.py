@@ -262,7 +262,7 @@ class Service:
 
     # ------------------------------------------------------------------ running
     def apply_knobs(self) -> None:
-        """Volume and reverb knobs → engine gain and reverb mix (plain float attributes)."""
+        """Volume, reverb and tone knobs → engine gain, reverb mix and tone (plain float attributes)."""
         rig, engine = self.rig, self.engine
         if rig is None or engine is None:
             return
@@ -279,6 +279,11 @@ class Service:
             from ..controls.mapping import knob_to_reverb_mix
 
             engine.reverb_mix = knob_to_reverb_mix(reverb, REVERB_KNOB_MAX_MIX)
+        tone = rig.knob(state, "tone")
+        if tone is not None:
+            from ..controls.mapping import knob_to_tone
+
+            engine.tone = knob_to_tone(tone)
 
     def handle_panel(self) -> None:
         panel = self.panel
@@ -362,6 +367,8 @@ class Service:
         # synth settings that are plain numbers take effect at once
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "reverb") is None:
             self.engine.reverb_mix = cfg.synth.reverb_mix
+        if self.rig is None or self.rig.knob(self.rig.poller.latest, "tone") is None:
+            self.engine.tone = cfg.synth.tone  # ramps there, no click
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "volume") is None:
             self.engine.gain = 10.0 ** (cfg.synth.master_gain_db / 20.0)
         self.reload_controls(old_cfg)
@@ -399,6 +406,10 @@ class Service:
                 "periods": getattr(sink, "periods", cfg.audio.periods),
                 "realtime": getattr(audio, "realtime", None),
                 "memory_locked": getattr(audio, "memory_locked", None),
+            },
+            "tone": {
+                "value": getattr(engine, "tone", None),
+                "from": "knob" if self.rig is not None and "tone" in self.rig.knob_roles else "config",
             },
             "muted": self._muted,
             "last_reload_error": self.last_reload_error,

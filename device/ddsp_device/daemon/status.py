@@ -13,6 +13,8 @@ shows a missing or malformed value as ``-``)::
       "version": "0.1.0",                 # ddsp_device.__version__
       "pid": 1234,
       "model": "Violin",                  # the model playing (name or path)
+      "tone": {"value": -0.25, "from": "knob"},   # synth tone in effect, -1 dark .. +1 bright;
+                                          # from "knob" (controls.tone_channel) or "config"
       "uptime_s": 86400.0,                # since the daemon started
       "cpu_load": 0.23,                   # process CPU time / wall time, fraction of one core
       "period_ms": {"p50": 1.2, "p99": 2.5, "max": 4.1},   # compute time per audio period
@@ -517,6 +519,16 @@ def _counters_line(counters: Any) -> str:
     return ", ".join(f"{key} {_count(value)}" for key, value in items)
 
 
+def _tone_line(tone: Any) -> str:
+    value = _get(tone, "value")
+    if not _is_number(value):
+        return _MISSING
+    word = "flat" if value == 0 else "darker" if value < 0 else "brighter"
+    source = _get(tone, "from")
+    where = f", from the {source}" if source == "knob" else f", from {source}" if isinstance(source, str) else ""
+    return f"{value:+.2f} ({word}{where})"
+
+
 def format_status(d: Mapping[str, Any]) -> str:
     """The status document as text for a terminal; missing or malformed values show as ``-``.
 
@@ -524,6 +536,7 @@ def format_status(d: Mapping[str, Any]) -> str:
 
         ddsp-device 0.1.0, pid 1234
         model     Violin
+        tone      -0.25 (darker, from the knob)
         uptime    1 d 02:03:04
         CPU load  23 %
         compute   p50 1.20 ms, p99 2.50 ms, max 4.10 ms of 5.33 ms per period (max 77 %)
@@ -542,6 +555,7 @@ def format_status(d: Mapping[str, Any]) -> str:
     load = d.get("cpu_load")
     lines += [
         f"{'model':<10}{_text(d.get('model'))}",
+        f"{'tone':<10}{_tone_line(d.get('tone'))}",
         f"{'uptime':<10}{_duration(d.get('uptime_s'))}",
         f"{'CPU load':<10}{_num(100.0 * load, '.0f') + ' %' if _is_number(load) else _MISSING}",
         f"{'compute':<10}{_compute_line(d.get('period_ms'), d.get('budget_ms'))}",

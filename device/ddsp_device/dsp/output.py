@@ -1,7 +1,7 @@
 """Output stage, one hop at a time (models/README.md, "Output stage").
 
-Order per hop: :func:`reverb_block` → :func:`dc_block` → :func:`apply_gain_db` →
-:func:`limit_block`.
+Order per hop: :func:`tone_block` → :func:`reverb_block` → :func:`dc_block` →
+:func:`apply_gain_db` → :func:`limit_block`. The tone voices the instrument; the room follows.
 
 Every stage follows one pattern: ``make_*`` builds a state object that holds the streaming state
 *and* every scratch array the stage needs, so the per-hop functions allocate no arrays, log
@@ -12,15 +12,20 @@ C-contiguous), the state and an output array ``out`` (float32, ``[B]``, C-contig
 Any block length works. ``max_block`` only sizes the scratch arrays (capped at a chunk of a few
 hundred samples); longer blocks are split into chunks, never rejected. The reverb and the DC
 blocker are linear and time-invariant: their output does not depend on how a signal is cut into
-blocks (the reverb bit for bit, the DC blocker up to float32 rounding, ~1e-6). The limiter's gain
-is computed per sample, so its output does not depend on the block length either (up to float32
-rounding and the snap back to unity gain, below 1e-7).
+blocks (the reverb bit for bit, the DC blocker up to float32 rounding, ~1e-6). The tone's ramp
+to a new setting runs per sample, so its output does not depend on the blocks either when the
+setting changes at the same samples. The limiter's gain is computed per sample, so its output
+does not depend on the block length either (up to float32 rounding and the snap back to unity
+gain, below 1e-7).
 
 Vectorisation:
 
 * DC blocker: the first-order recursion over a chunk is a scaled prefix sum,
   ``y[n] = Rⁿ · (R·y_prev + cumsum(R⁻ᵏ·Δx[k]))`` — the same numbers as the product with the
   lower-triangular matrix of powers ``R^(n−k)``, at O(b) instead of O(b²).
+* Tone: four first-order high-passes (``HP`` and ``HP²`` at two corners) as the same prefix
+  sums, two corners side by side in a time-major ``[b, 2]`` array, in float64; the shelves are
+  a per-sample mix of them.
 * Reverb: an 8-line feedback delay network. When every delay is at least the block length, the
   block's delay-line outputs were all written by earlier blocks, so a block is one gather
   (``np.take``) and one ``[b, 18] @ [18, 10]`` matrix product written straight into the
@@ -30,8 +35,9 @@ Vectorisation:
   release) equals ``αⁿ · cummax(a[k]·α⁻ᵏ)``: one ``np.maximum.accumulate`` per chunk.
 
 Non-finite input (NaN/inf) never stays in a state: each stage detects it (for free in the DC
-blocker, one ``np.dot(x, x)`` in the reverb, the peak the limiter needs anyway), resets itself
-and counts it in ``state.nonfinite_blocks``; the limiter outputs that block as silence.
+blocker and the tone, one ``np.dot(x, x)`` in the reverb, the peak the limiter needs anyway),
+resets itself and counts it in ``state.nonfinite_blocks``; the limiter outputs that block as
+silence.
 
 This module imports only numpy and the standard library.
 """
@@ -182,6 +188,272 @@ def dc_block(x: np.ndarray, state: DcBlockerState, out: np.ndarray) -> DcBlocker
         state.reset()
         state.nonfinite_blocks += 1
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Tone: dark/distant ↔ bright/close
+# ---------------------------------------------------------------------------------------------
+
+#: Corner of the two dark shelves, Hz: the highs fall from about here.
+TONE_DARK_HZ = 1500.0
+#: Corner of the two bright shelves, Hz: presence and air rise towards here and above.
+TONE_BRIGHT_HZ = 5000.0
+#: Gain of the shelf pair well above its corner at ``tone = −1`` and at ``tone = +1``, dB.
+TONE_DARK_DB = -20.0
+TONE_BRIGHT_DB = 13.0
+#: The tone ramps to a new value at most its whole range (2) in this time, s: no zipper noise.
+TONE_RAMP_S = 0.05
+
+#: ``g = expm1(|tone| · dB · ln(10) / 40)``: half the pair's dB in each of its two shelves.
+_TONE_DARK_EXP = TONE_DARK_DB * math.log(10.0) / 40.0  # times −tone, for tone < 0
+_TONE_BRIGHT_EXP = TONE_BRIGHT_DB * math.log(10.0) / 40.0  # times tone, for tone > 0
+
+
+@dataclass(eq=False)
+class ToneState:
+    """Streaming state and scratch of :func:`tone_block`.
+
+    Attributes:
+        sample_rate: Hz.
+        dark_hz, bright_hz: corners of the dark and the bright shelves, Hz.
+        dark_pole, bright_pole: ``p = (1 − tan(π·f/sr)) / (1 + tan(π·f/sr))`` of each corner.
+        tone: the tone applied to the last sample of the last block, −1..1; it ramps towards
+            the requested tone at ``2 / TONE_RAMP_S`` per second.
+        nonfinite_blocks: blocks whose input was NaN/inf; each one reset the filters.
+    """
+
+    sample_rate: int
+    dark_hz: float
+    bright_hz: float
+    dark_pole: float
+    bright_pole: float
+    tone: float
+    nonfinite_blocks: int
+    #: The tone the ramp heads for; the ramp's change per sample.
+    _target: float
+    _step: float
+    #: The last input sample; the last output of ``HP`` and of ``HP²``, [dark, bright] each.
+    _x_prev: float
+    _y1_prev: list
+    _y2_prev: list
+    #: ``[C, 2]`` float64, columns [dark, bright]: ``c·p^(−k)`` and ``p^k``, ``c = (1 + p) / 2``.
+    _inv_pow: np.ndarray
+    _pow: np.ndarray
+    #: ``[C]`` float64: ``k + 1``, the ramp's sample index.
+    _index: np.ndarray
+    #: float64 scratch: ``[C]`` the signal; ``[C, 2]`` (time-major, so that a chunk is one
+    #: contiguous slice) ``HP`` and ``HP²`` of each corner; ``[3, C]`` the ramp and its gains.
+    _x: np.ndarray
+    _hp1: np.ndarray
+    _hp2: np.ndarray
+    _ramp: np.ndarray
+
+    def reset(self) -> None:
+        """Forget the signal history (silence before the next block); the tone stays."""
+        self._x_prev = 0.0
+        self._y1_prev[:] = (0.0, 0.0)
+        self._y2_prev[:] = (0.0, 0.0)
+
+
+def tone_gains(tone: float) -> tuple[float, float]:
+    """``tone`` → ``(g_dark, g_bright)``: each shelf's gain well above its corner, minus 1.
+
+    At most one is non-zero; both are 0 at ``tone = 0``.
+    """
+    if tone < 0.0:
+        return math.expm1(-tone * _TONE_DARK_EXP), 0.0
+    return 0.0, math.expm1(tone * _TONE_BRIGHT_EXP)
+
+
+def _shelf_pole(corner_hz: float, sample_rate: int) -> float:
+    k = math.tan(math.pi * corner_hz / sample_rate)
+    return (1.0 - k) / (1.0 + k)
+
+
+def make_tone(sample_rate: int, tone: float = 0.0, max_block: int = CHUNK) -> ToneState:
+    """Tilt the highs: ``tone`` −1 (dark, distant) .. 0 (flat) .. +1 (bright, close).
+
+    Two identical first-order shelves in cascade, at a corner that depends on the direction::
+
+        H(z)  = (1 + g·HP(z))²      HP(z) = c·(1 − z⁻¹) / (1 − p·z⁻¹),  c = (1 + p) / 2
+        tone < 0:  p at TONE_DARK_HZ,    g = 10^(−tone·TONE_DARK_DB / 40) − 1    (−0.68 .. 0)
+        tone > 0:  p at TONE_BRIGHT_HZ,  g = 10^(tone·TONE_BRIGHT_DB / 40) − 1   (0 .. 1.12)
+
+    ``HP`` is the bilinear first-order high-pass (``p = (1 − tan(π·f/sr)) / (1 + tan(π·f/sr))``),
+    so each shelf is 1 well below its corner and ``1 + g`` well above it: the pair reaches
+    ``|tone|·TONE_DARK_DB`` (or ``tone·TONE_BRIGHT_DB``) dB at the top of the band and leaves
+    the body of the sound (below ~1 kHz) within 3 dB. At 48 kHz ``tone = −1`` is −2.8 dB at
+    1 kHz, −7.5 at 2 kHz, −13.7 at 4 kHz and −18.0 at 8 kHz; ``tone = +1`` is +1.0, +3.2, +7.4
+    and +11.1 dB. ``tone = 0`` is the identity, bit for bit.
+
+    Monotonic: ``HP = (1 + A)/2`` with ``A`` an allpass, so ``Re HP = |HP|²`` and
+    ``d|1 + g·HP|² / dg = 2·|HP|²·(1 + g) ≥ 0``; ``g`` rises with ``tone``, so the gain at every
+    frequency does too.
+
+    Expanded, ``(1 + g·HP)² = 1 + 2g·HP + g²·HP²``: a block runs the fixed filters ``HP`` and
+    ``HP² = HP(HP)`` of both corners (their state never depends on the tone) and mixes them,
+    ``y = x + g·(2·HP(x) + g·HP²(x))``, with one gain per sample while the tone ramps. Each
+    first-order recursion is the DC blocker's scaled prefix sum, both corners in one ``[b, 2]``
+    pass, in float64 (a chunk is short enough that ``p^(−k)`` stays below ``e^600``: 256
+    samples at 48 kHz).
+
+    Args:
+        sample_rate: Hz. A corner above ``sample_rate / 6`` is lowered to it.
+        tone: the tone to start at (no ramp), −1..1.
+        max_block: the longest block you will pass; sizes the scratch (capped at :data:`CHUNK`).
+
+    Raises:
+        ValueError: an argument is out of range.
+    """
+    _check_positive_int("sample_rate", sample_rate)
+    _check_positive_int("max_block", max_block)
+    _check_tone(tone)
+    dark_hz = min(TONE_DARK_HZ, sample_rate / 6.0)
+    bright_hz = min(TONE_BRIGHT_HZ, sample_rate / 6.0)
+    poles = np.array([_shelf_pole(dark_hz, sample_rate), _shelf_pole(bright_hz, sample_rate)])
+    # Keep p^(−k) ≤ e^600 across a chunk: far inside float64's range, whatever the signal.
+    c = max(1, min(max_block, CHUNK, int(600.0 / -math.log(float(poles.min())))))
+    k = np.arange(c, dtype=np.float64)
+    return ToneState(
+        sample_rate=sample_rate,
+        dark_hz=dark_hz,
+        bright_hz=bright_hz,
+        dark_pole=float(poles[0]),
+        bright_pole=float(poles[1]),
+        tone=float(tone),
+        nonfinite_blocks=0,
+        _target=float(tone),
+        _step=2.0 / (TONE_RAMP_S * sample_rate),
+        _x_prev=0.0,
+        _y1_prev=[0.0, 0.0],
+        _y2_prev=[0.0, 0.0],
+        _inv_pow=0.5 * (1.0 + poles) * poles ** (-k[:, None]),
+        _pow=poles ** k[:, None],
+        _index=k + 1.0,
+        _x=np.zeros(c, np.float64),
+        _hp1=np.zeros((c, 2), np.float64),
+        _hp2=np.zeros((c, 2), np.float64),
+        _ramp=np.zeros((3, c), np.float64),
+    )
+
+
+def _high_pass(state: ToneState, s: np.ndarray, s_prev, y_prev: list, out: np.ndarray) -> None:
+    """``out[n, i] = p_i·out[n−1, i] + c_i·(s[n] − s[n−1])``, both corners, one chunk, float64.
+
+    As a scaled prefix sum: ``out[n] = pⁿ·(p·y_prev + Σ_{k≤n} c·p⁻ᵏ·(s[k] − s[k−1]))``.
+    ``s`` is ``[b]`` (one input for both columns, ``s_prev`` a float) or ``[b, 2]`` (``s_prev``
+    a pair); ``y_prev`` (a pair) is read, then set to the last outputs.
+    """
+    b = out.shape[0]
+    if s.ndim == 1:
+        np.subtract(s[1:], s[:-1], out=out[1:, 0])
+        np.copyto(out[1:, 1], out[1:, 0])
+        out[0, 0] = out[0, 1] = float(s[0]) - s_prev
+    else:
+        np.subtract(s[1:], s[:-1], out=out[1:])
+        out[0, 0] = float(s[0, 0]) - s_prev[0]
+        out[0, 1] = float(s[0, 1]) - s_prev[1]
+    np.multiply(out, state._inv_pow[:b], out=out)
+    out[0, 0] += state.dark_pole * y_prev[0]
+    out[0, 1] += state.bright_pole * y_prev[1]
+    np.add.accumulate(out, axis=0, out=out)
+    np.multiply(out, state._pow[:b], out=out)
+    y_prev[0] = float(out[b - 1, 0])
+    y_prev[1] = float(out[b - 1, 1])
+
+
+def _shelf_pair(h1: np.ndarray, h2: np.ndarray, g) -> np.ndarray:
+    """``h2 ← g·(2·h1 + g·h2)`` (``g`` a float or ``[b]``): the pair's part beyond ``x``."""
+    np.multiply(h2, g, out=h2)
+    np.add(h2, h1, out=h2)
+    np.add(h2, h1, out=h2)
+    np.multiply(h2, g, out=h2)
+    return h2
+
+
+def tone_block(x: np.ndarray, tone: float, state: ToneState, out: np.ndarray) -> ToneState:
+    """Voice one block: ``out = x + g·(2·HP(x) + g·HP²(x))`` (see :func:`make_tone`).
+
+    A new ``tone`` is reached by a linear ramp of ``2 / TONE_RAMP_S`` per second, sample by
+    sample. The ramp is part of the state, so the output does not depend on how the signal is
+    cut into blocks (up to float rounding, ~1e-7) when the tone changes at the same samples.
+    While the tone is 0 and not ramping, ``out`` is ``x`` bit for bit; the filters still run,
+    so a later move starts from their true state.
+
+    Args:
+        x: input, float32 ``[B]``.
+        tone: −1 (dark, distant) .. 0 (flat) .. +1 (bright, close).
+        state: from :func:`make_tone`; updated in place.
+        out: output, float32 ``[B]``; may be ``x``.
+
+    Returns:
+        ``state``. A block with NaN/inf resets the filters (the bad samples reach the output for
+        the limiter to silence) and counts in ``state.nonfinite_blocks``.
+
+    Raises:
+        ValueError: ``tone`` is outside −1..1.
+    """
+    if tone != state._target:
+        _check_tone(tone)
+        state._target = float(tone)
+    target = state._target
+    c = state._x.shape[0]
+    n = x.shape[0]
+    y1_prev, y2_prev = state._y1_prev, state._y2_prev
+    start = 0
+    while start < n:
+        b = min(c, n - start)
+        xs = state._x[:b]
+        np.copyto(xs, x[start : start + b])
+        hp1, hp2 = state._hp1[:b], state._hp2[:b]
+        hp1_prev = (y1_prev[0], y1_prev[1])  # HP²'s input history: HP's last outputs
+        _high_pass(state, xs, state._x_prev, y1_prev, hp1)
+        _high_pass(state, hp1, hp1_prev, y2_prev, hp2)
+        state._x_prev = float(xs[b - 1])
+        os = out[start : start + b]
+        t0 = state.tone
+        if t0 == target:
+            g_dark, g_bright = tone_gains(t0)
+            if g_dark != 0.0:
+                np.add(xs, _shelf_pair(hp1[:, 0], hp2[:, 0], g_dark), out=xs)
+                np.copyto(os, xs)
+            elif g_bright != 0.0:
+                np.add(xs, _shelf_pair(hp1[:, 1], hp2[:, 1], g_bright), out=xs)
+                np.copyto(os, xs)
+            elif out is not x:
+                np.copyto(os, x[start : start + b])
+        else:
+            ramp, g_dark, g_bright = state._ramp[0, :b], state._ramp[1, :b], state._ramp[2, :b]
+            step = state._step if target > t0 else -state._step
+            np.multiply(state._index[:b], step, out=ramp)
+            np.add(ramp, t0, out=ramp)
+            t1 = t0 + step * b
+            if target > t0:
+                np.minimum(ramp, target, out=ramp)
+                state.tone = target if t1 >= target else t1
+            else:
+                np.maximum(ramp, target, out=ramp)
+                state.tone = target if t1 <= target else t1
+            np.minimum(ramp, 0.0, out=g_dark)
+            np.multiply(g_dark, -_TONE_DARK_EXP, out=g_dark)
+            np.expm1(g_dark, out=g_dark)
+            np.maximum(ramp, 0.0, out=g_bright)
+            np.multiply(g_bright, _TONE_BRIGHT_EXP, out=g_bright)
+            np.expm1(g_bright, out=g_bright)
+            np.add(xs, _shelf_pair(hp1[:, 0], hp2[:, 0], g_dark), out=xs)
+            np.add(xs, _shelf_pair(hp1[:, 1], hp2[:, 1], g_bright), out=xs)
+            np.copyto(os, xs)
+        start += b
+    # A NaN/inf anywhere in the block reaches the last output of every high-pass.
+    if not math.isfinite(y2_prev[0] + y2_prev[1]) and n:
+        state.reset()
+        state.nonfinite_blocks += 1
+    return state
+
+
+def _check_tone(tone: float) -> None:
+    if not -1.0 <= tone <= 1.0:
+        raise ValueError(f"tone must be in -1..1, got {tone!r}")
 
 
 # ---------------------------------------------------------------------------------------------
