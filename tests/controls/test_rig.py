@@ -11,7 +11,6 @@ from ddsp_device.controls.calibration import Calibration
 from ddsp_device.controls.emulated import EmulatedADS1015, EmulatedBus, FakeClock
 from ddsp_device.controls.rig import build_rig, default_calibration, nominal_sensor_rate_hz
 from ddsp_device.controls.tools import EmulatedPlayer, format_state, note_name
-from ddsp_device.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -52,18 +51,16 @@ def test_ribbon_and_fsr_play_the_mapped_pitch_and_loudness():
     assert rig.poller.latest.f0_hz == pytest.approx(state.f0_hz, rel=2e-3)  # ribbon still touched
 
 
-def test_knob_on_a_playing_channel_is_a_config_error():
-    with pytest.raises(ConfigError, match="controls.volume_channel: ADC input 0 is already controls.pitch_channel"):
-        clock = FakeClock()
-        build_rig(cfg("controls.volume_channel=0"), bus=EmulatedBus(clock), clock=clock,
-                  calibration=default_calibration(cfg()))
-
-
-def test_wrong_data_rate_for_the_chip_lists_the_allowed_ones():
+def test_a_calibration_without_a_fitted_knob_still_builds(caplog):
+    """A knob fitted after calibrating: it turns over the whole ADC range, with a warning."""
+    c = cfg("controls.transpose_channel=-1")
     clock = FakeClock()
-    with pytest.raises(ConfigError, match="controls.adc_data_rate: ADS1115 supports .*860"):
-        build_rig(cfg('controls.adc_type="ads1115"', "controls.adc_data_rate=3300"), bus=EmulatedBus(clock),
-                  clock=clock, calibration=default_calibration(cfg()))
+    player = EmulatedPlayer(c, clock)
+    cal = Calibration.default(knobs=["volume"])  # no reverb knob when it was calibrated
+    rig = build_rig(c, bus=player.bus, clock=clock, calibration=cal)
+    assert rig.knob_roles == ("volume", "reverb")
+    assert "knob reverb is not in the calibration" in caplog.text
+    rig.close()
 
 
 def test_keys_and_breath_build():

@@ -76,7 +76,7 @@ class InstrumentMapper:
                 auto_zero=c.pressure_auto_zero,
             )
         self.uses_hpa = c.pressure_source == "mprls"
-        self.knobs = [Knob.from_calibration(calibration, role, c.knob_dead_band) for role in self.knob_roles]
+        self.knobs = [_knob(calibration, role, c.knob_dead_band) for role in self.knob_roles]
         self.transpose_steps = (
             KnobSteps(-TRANSPOSE_KNOB_SEMITONES, TRANSPOSE_KNOB_SEMITONES) if "transpose" in self.knob_roles else None
         )
@@ -100,6 +100,16 @@ class InstrumentMapper:
             value = raw.pressure_hpa if self.uses_hpa else raw.pressure
             self.loudness = self.pressure.step(value, dt_s)
         return self.f0_hz, self.loudness, knobs
+
+
+def _knob(calibration: Calibration, role: str, dead_band: float) -> Knob:
+    """The knob ``role`` as calibrated; over the ADC's whole range when the calibration was
+    taken before the knob was fitted (it still turns, the ends may be short of 0 and 1)."""
+    if role in calibration.knobs:
+        return Knob.from_calibration(calibration, role, dead_band)
+    log.warning("knob %s is not in the calibration; using the whole ADC range (run `ddsp-device calibrate`)",
+                role)
+    return Knob(0.0, calibration_mod.ADC_FULL_SCALE, dead_band)
 
 
 @dataclass
@@ -174,6 +184,10 @@ def build_rig(
 ) -> Rig:
     """Create drivers, mapper and poller for ``cfg``; the poller is not started.
 
+    ``cfg`` is taken as loaded: the config schema has already refused every combination the
+    hardware cannot do (an ADC input used twice, a data rate the chip lacks, two chips on one
+    address), so nothing is checked again here.
+
     Args:
         cfg: a loaded config.
         bus: an I2C bus; None opens ``/dev/i2c-<controls.i2c_bus>``.
@@ -181,7 +195,6 @@ def build_rig(
         calibration: None loads the saved one (or the defaults).
     Raises:
         SensorError: the bus cannot be opened (names it).
-        ConfigError: a combination the hardware cannot do (e.g. one ADC input used twice).
     """
     c = cfg.controls
     calibrated = True
@@ -191,17 +204,11 @@ def build_rig(
         bus = open_bus(c.i2c_bus)
     adc_cls = ADS1015 if c.adc_type == "ads1015" else ADS1115
     adc = None
-    problems: list[str] = []
 
     def get_adc():
         nonlocal adc
         if adc is None:
-            rate = c.adc_data_rate or None
-            if rate is not None and rate not in adc_cls.DATA_RATES:
-                allowed = ", ".join(str(r) for r in adc_cls.DATA_RATES)
-                problems.append(f"controls.adc_data_rate: {adc_cls.__name__} supports {allowed} (or 0), got {rate}")
-                rate = None
-            adc = adc_cls(bus, c.adc_address, data_rate=rate, full_scale_v=c.adc_full_scale_v,
+            adc = adc_cls(bus, c.adc_address, data_rate=c.adc_data_rate or None, full_scale_v=c.adc_full_scale_v,
                           supply_v=c.supply_v, clock=clock)
         return adc
 
@@ -216,15 +223,7 @@ def build_rig(
     elif c.pressure_source == "mprls":
         pressure = MPRLS(bus, c.mprls_address, psi_max=c.mprls_psi_max, clock=clock)
     mapper = InstrumentMapper(cfg, calibration)
-    knobs = []
-    for role in mapper.knob_roles:
-        channel = getattr(c, f"{role}_channel")
-        for used_by, used in (("pitch_channel", pitch), ("pressure_channel", pressure)):
-            if isinstance(used, AdcInput) and used.channel == channel:
-                problems.append(f"controls.{role}_channel: ADC input {channel} is already controls.{used_by}")
-        knobs.append(AdcInput(get_adc(), channel))
-    if problems:
-        raise ConfigError(problems)
+    knobs = [AdcInput(get_adc(), getattr(c, f"{role}_channel")) for role in mapper.knob_roles]
     try:
         poller = SensorPoller(
             mapper, pitch=pitch, pressure=pressure, knobs=knobs, knob_interval=c.knob_interval,
