@@ -274,7 +274,7 @@ def test_a_child_without_a_report(monkeypatch):
 
 def test_child_can_be_run_by_hand():
     proc = subprocess.run(
-        [sys.executable, "-m", "ddsp_device.models_cli", "--child", str(DEMO)],
+        [sys.executable, "-m", "ddsp_device.model.check", "--child", str(DEMO)],
         capture_output=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -468,9 +468,9 @@ def test_use_refuses_unknown_broken_and_path(env, models_dir):
     (models_dir / "Broken.tflite").write_bytes(DEMO.read_bytes()[:500])
     status, _, err = models("use", "Broken")
     assert status == 1
-    lines = assert_error_lines(err)
-    assert lines[0] == "error: model 'Broken' does not play, not selecting it:"
-    assert "truncated" in lines[1]
+    (line,) = assert_error_lines(err)  # one line: the refusal and its reason
+    assert line.startswith("error: model 'Broken' does not play, not selecting it: ")
+    assert "truncated" in line
     status, _, err = models("use", str(DEMO))
     assert status == 1 and "takes a model name, not a file" in err
     assert StateStore(env / "state").selected_model is None

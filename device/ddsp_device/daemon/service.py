@@ -126,7 +126,7 @@ class Service:
         """
         from ..library import model_defaults, resolve_model
         from ..model import load_model
-        from ..models_cli import check_model_file
+        from ..model.check import check_model_file
 
         path = resolve_model(name, self._model_dirs())
         defaults = model_defaults(self.cfg)
