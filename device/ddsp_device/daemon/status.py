@@ -35,6 +35,7 @@ shows a missing or malformed value as ``-``)::
       "sensors": [{"name": "ribbon", "address": 72, "state": "ok", "faults": 0, "retries": 3}],
                                           # address: int (shown in hex) or text; state: free text
                                           # such as "ok", "fault", "absent", "emulated"
+      "restart_needed": ["audio.period_size"],   # changed by a reload, waiting for a restart
       "counters": {"xruns": 12, "faults": 3, "starts": 7, "uptime_s": 990000},  # lifetime
       "error": "..."                      # only when the status could not be produced
     }
@@ -719,6 +720,9 @@ def format_status(d: Mapping[str, Any]) -> str:
         f"{'xruns':<10}{_count(d.get('xruns'))}",
         f"{'audio':<10}{_audio_line(d.get('audio'))}",
     ]
+    restart = d.get("restart_needed")
+    if isinstance(restart, list) and restart:
+        lines.append(f"{'restart':<10}needed for {', '.join(_text(k) for k in restart)} (running at the old values)")
     lines += _sensor_lines(d.get("sensors"))
     lines.append(f"{'counters':<10}{_counters_line(d.get('counters'))}")
     return "\n".join(lines)
