@@ -114,13 +114,15 @@ def _knob(calibration: Calibration, role: str, dead_band: float) -> Knob:
 
 @dataclass
 class Rig:
-    """Everything the controls need, built from config. Close it to stop the poller."""
+    """Everything the controls need, built from config. Close it to stop the poller (and to close
+    the bus when :func:`build_rig` opened it; a bus passed in belongs to the caller)."""
 
     poller: SensorPoller
     mapper: InstrumentMapper
     calibration: Calibration
     calibrated: bool
     bus: Any
+    owns_bus: bool = True
 
     @property
     def knob_roles(self) -> tuple[str, ...]:
@@ -136,7 +138,7 @@ class Rig:
 
     def close(self) -> None:
         self.poller.stop()
-        close = getattr(self.bus, "close", None)
+        close = getattr(self.bus, "close", None) if self.owns_bus else None
         if close is not None:
             try:
                 close()
@@ -200,6 +202,7 @@ def build_rig(
     calibrated = True
     if calibration is None:
         calibration, calibrated = load_calibration(cfg)
+    owns_bus = bus is None
     if bus is None:
         bus = open_bus(c.i2c_bus)
     adc_cls = ADS1015 if c.adc_type == "ads1015" else ADS1115
@@ -232,7 +235,8 @@ def build_rig(
         )
     except ValueError as err:
         raise ConfigError([f"controls: {err}"]) from err
-    return Rig(poller=poller, mapper=mapper, calibration=calibration, calibrated=calibrated, bus=bus)
+    return Rig(poller=poller, mapper=mapper, calibration=calibration, calibrated=calibrated, bus=bus,
+               owns_bus=owns_bus)
 
 
 def nominal_sensor_rate_hz(cfg) -> float:
