@@ -103,15 +103,20 @@ class LiveService:
 
     def reload(self, *, signal_it: bool = False) -> Condition:
         """Ask for a reload (SIGHUP to this process, or the flag SIGHUP raises); the condition
-        holds once it is done and the engine has taken any new model."""
+        holds once it is done and the engine has crossfaded to any new model."""
         service = self.service
         before = service.reloads
         if signal_it:
             signal.raise_signal(signal.SIGHUP)
         else:
             service.reload_requested.set()
+        return self.reload_done(before)
+
+    def reload_done(self, before: int) -> Condition:
+        """Holds once ``service.reloads`` has passed ``before`` and any new model is playing."""
+        service = self.service
         engine = service.engine
-        return lambda: service.reloads > before and not engine.swap_pending
+        return lambda: service.reloads > before and not engine.swap_pending and not engine.crossfading
 
     # -- running -----------------------------------------------------------------------------------
     def _sink_factory(self, cfg):
@@ -153,7 +158,9 @@ class LiveService:
         try:
             self.rc = run_service(self.options, on_tick=self._on_tick, sink_factory=self._sink_factory,
                                   bus=self.player.bus, clock=self.clock,
-                                  state_store=StateStore(self.state_dir))
+                                  # counters are not saved during a test: a save rewrites state.json's
+                                  # selection, which the tests write themselves
+                                  state_store=StateStore(self.state_dir, save_interval_s=1e9))
         finally:
             self.clock.stopped = True
             for sig, handler in saved.items():

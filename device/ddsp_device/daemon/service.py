@@ -185,13 +185,15 @@ class Service:
         return resolve_model_name(name, directory) if chosen else resolve_model(name, directory)
 
     def _model_key_for(self, path, cfg) -> tuple:
-        """What makes a loaded model the same as the file: the file itself and [model] settings."""
+        """What makes a loaded model the same as the file: the file itself and the [model]
+        settings it was loaded with (runtime, fallbacks; the name and directory only found it)."""
         try:
             st = os.stat(path)
             identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
             identity = None
-        return os.fspath(path), identity, tuple(sorted(cfg.as_dict()["model"].items()))
+        loading = {k: v for k, v in cfg.as_dict()["model"].items() if k not in ("name", "directory")}
+        return os.fspath(path), identity, tuple(sorted(loading.items()))
 
     def load_model(self, name: str, *, chosen: bool = False, cfg=None):
         """Check a model in a child process (a file that crashes the TFLite library takes down
@@ -330,13 +332,18 @@ class Service:
         return read
 
     def _calibration_file_key(self):
+        """What identifies the calibration file's content (None: no file); it is small, so its
+        bytes are hashed rather than trusting a timestamp's granularity."""
+        import hashlib
+
         from ..controls.calibration import default_path
 
         try:
-            st = default_path().stat()
-        except OSError:
+            return hashlib.sha256(default_path().read_bytes()).hexdigest()
+        except FileNotFoundError:
             return None
-        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+        except OSError as err:
+            return f"unreadable: {err}"  # differs from any content: the reload reads it and says why
 
     # ------------------------------------------------------------------ running
     def apply_knobs(self) -> None:
@@ -473,23 +480,23 @@ class Service:
         except ConfigError as err:
             raise ReloadRefused("config: " + "; ".join(err.problems)) from None
         plan = _ReloadPlan(cfg=cfg, restart_needed=self._restart_needed(cfg))
-        try:
-            selected = self.selected_model()  # ModelError for a selection that is not a name
-            name = selected or cfg.model.name
-            path = self.resolve(name, chosen=bool(selected), cfg=cfg)
-            key = self._model_key_for(path, cfg)
-            if key != self._model_key:
-                plan.model = self.load_model_file(path, cfg)
-            plan.model_name, plan.model_path, plan.model_key = name, os.fspath(path), key
+        # the cheap checks first, the model check (a child process) last but one
+        selected = self.selected_model()  # ModelError for a selection that is not a name
+        name = selected or cfg.model.name
+        path = self.resolve(name, chosen=bool(selected), cfg=cfg)
+        plan.model_name, plan.model_path = name, os.fspath(path)
+        plan.model_key = self._model_key_for(path, cfg)
 
-            calibration_key = self._calibration_file_key()
-            plan.calibration_key = calibration_key
-            plan.calibration = self._calibration
-            if calibration_key != self._calibration_key:
-                try:
-                    plan.calibration = load_saved_calibration()  # None: no file (uncalibrated)
-                except DdspDeviceError as err:
-                    raise ReloadRefused(f"calibration: {err}") from None
+        plan.calibration_key = calibration_key = self._calibration_file_key()
+        plan.calibration = self._calibration
+        if calibration_key != self._calibration_key:
+            try:
+                plan.calibration = load_saved_calibration()  # None: no file (uncalibrated)
+            except DdspDeviceError as err:
+                raise ReloadRefused(f"calibration: {err}") from None
+        try:
+            if plan.model_key != self._model_key:
+                plan.model = self.load_model_file(path, cfg)
             controls_changed = cfg.as_dict()["controls"] != self.cfg.as_dict()["controls"]
             if self.rig is None or controls_changed or calibration_key != self._calibration_key:
                 plan.rig = self._prepare_rig(cfg, plan.calibration or default_calibration(cfg))
