@@ -44,7 +44,8 @@ Script = Callable[["LiveService"], Generator[Condition, None, None]]
 
 
 class LiveService:
-    def __init__(self, tmp_path: Path, monkeypatch, *, config_text: str = "", seed: int = 1):
+    def __init__(self, tmp_path: Path, monkeypatch, *, config_text: str = "", seed: int = 1,
+                 inject_bus: bool = True):
         self.tmp = tmp_path
         self.state_dir = tmp_path / "state"
         self.run_dir = tmp_path / "run"
@@ -67,6 +68,8 @@ class LiveService:
         self.options = RunOptions(config_file=str(self.config), overrides=["controls.pressure_auto_zero=false"],
                                   emulate=True, realtime_priority=None)
         self.seed = seed
+        #: False: ``run --emulate`` exactly, the service makes its own emulated build (on audio time)
+        self.inject_bus = inject_bus
         self.service = None
         self.sink: SoakSink | None = None
         self.clock: AudioClock | None = None
@@ -157,7 +160,7 @@ class LiveService:
         saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
         try:
             self.rc = run_service(self.options, on_tick=self._on_tick, sink_factory=self._sink_factory,
-                                  bus=self.player.bus, clock=self.clock,
+                                  bus=self.player.bus if self.inject_bus else None, clock=self.clock,
                                   # counters are not saved during a test: a save rewrites state.json's
                                   # selection, which the tests write themselves
                                   state_store=StateStore(self.state_dir, save_interval_s=1e9))

@@ -69,6 +69,30 @@ def test_a_controls_config_run_would_refuse_is_refused_on_reload(live, caplog, b
     assert "config: controls." in line
 
 
+def test_under_emulate_a_refused_reload_is_logged_and_counted_and_controls_rebuilt(tmp_path, monkeypatch, caplog):
+    """``run --emulate`` (the service makes its own emulated build): as on a box."""
+    caplog.set_level(logging.INFO, logger="ddsp_device")
+    live = LiveService(tmp_path, monkeypatch, inject_bus=False)
+
+    def script(live):
+        yield live.audio_passes(0.1)
+        service = live.service
+        first = service.rig
+        live.write_config('[controls]\nscale = "majr"\n')
+        yield live.reload(signal_it=True)
+        assert service.reloads_refused == 1 and service.rig is first
+        live.write_config("[controls]\nquantise_strength = 1.0\n")
+        yield live.reload(signal_it=True)
+        assert service.reloads_refused == 1 and service.rig is not first
+        assert service.rig.mapper.pitch.config.strength == 1.0
+        yield live.audio_passes(0.1)
+        assert service.rig.poller.latest.raw is not None  # the new emulated build plays
+
+    assert live.run(script) == 0
+    (line,) = refusals(caplog)
+    assert "controls.scale: unknown scale 'majr' (did you mean 'major'?)" in line
+
+
 def test_everything_or_nothing_a_refused_model_keeps_the_new_controls_out(live, caplog):
     """New controls, a new reverb mix and a broken model in one reload: none of it is applied."""
     def script(live):
