@@ -196,7 +196,8 @@ def installed_models(directory: str | os.PathLike[str] | None = None) -> list[di
 
     Each entry: ``name``, ``path`` (the file that plays under that name), ``directory``,
     ``source`` (:func:`role`) and ``shadows`` (files of the same name further down the path).
-    Hidden files and names that are not plain names are left out. Nothing is checked here.
+    Hidden files are left out; a name :func:`validate_model_name` refuses is listed (so that it
+    can be seen) but cannot be chosen. Nothing is checked here.
     """
     entries: dict[str, dict[str, Any]] = {}
     for folder in search_path(directory):

@@ -229,9 +229,16 @@ class Service:
         return model
 
     def available_models(self) -> list[str]:
-        from ..library import installed_models
+        """The model names the panel steps through (plain names only, as ``models use`` takes)."""
+        from ..library import installed_models, validate_model_name
 
-        return sorted(entry["name"] for entry in installed_models(self._model_dirs()))
+        names = []
+        for entry in installed_models(self._model_dirs()):
+            try:
+                names.append(validate_model_name(entry["name"]))
+            except ModelError:
+                continue
+        return sorted(names)
 
     def _set_playing(self, name: str, path, cfg) -> None:
         self.model_name = name
@@ -455,7 +462,10 @@ class Service:
                 plan.discard()
             self._refuse(err)
             return
-        self._commit(plan)
+        try:
+            self._commit(plan)
+        except Exception as err:  # noqa: BLE001 - switched already; only tidying up can fail here
+            log.error("reloaded, but tidying up after the switch failed: %s", _one_line(err))
 
     def _refuse(self, err: BaseException) -> None:
         reason = _one_line(err)
@@ -544,7 +554,10 @@ class Service:
             self._calibration = plan.calibration
             self._calibration_key = plan.calibration_key
             if old is not None:
-                old.close()
+                try:
+                    old.close()
+                except Exception as err:  # noqa: BLE001 - the new rig plays; the old one is done with
+                    log.warning("closing the previous controls failed: %s", _one_line(err))
         elif plan.calibration_key != self._calibration_key and self.rig is None:
             self._calibration, self._calibration_key = plan.calibration, plan.calibration_key
         # synth settings that are plain numbers take effect at once (unless a knob sets them)
