@@ -274,7 +274,7 @@ def test_a_child_without_a_report(monkeypatch):
 
 def test_child_can_be_run_by_hand():
     proc = subprocess.run(
-        [sys.executable, "-m", "ddsp_device.models_cli", "--child", str(DEMO)],
+        [sys.executable, "-m", "ddsp_device.model.check", "--child", str(DEMO)],
         capture_output=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -443,6 +443,40 @@ def test_list_marks_the_selected_model_active(tmp_path, models_dir):
     assert doc["active"]["why"] == "chosen with 'models use'"
 
 
+def test_list_never_marks_a_model_that_does_not_play_active(env, models_dir):
+    """The selection is a broken file (it broke after `models use`): the daemon would play
+    [model] name instead, and that is what list marks."""
+    models_dir.mkdir(parents=True)
+    (models_dir / "Broken.tflite").write_bytes(DEMO.read_bytes()[:500])
+    (env / "state" / "state.json").write_text(json.dumps({"version": 1, "selected_model": "Broken"}))
+    doc = json.loads(models("list", "--json")[1])
+    assert [m["name"] for m in doc["models"] if m["active"]] == ["TestFixture"]
+    assert doc["active"]["name"] == "TestFixture"
+    assert "'Broken', chosen with 'models use', does not play" in doc["active"]["why"]
+
+
+def test_list_marks_what_the_running_daemon_plays(env, models_dir):
+    """The daemon refused the selection (say, out of memory) and plays TestFixture: that is active."""
+    assert models("add", DEMO, "--name", "Violin")[0] == 0
+    assert models("use", "Violin")[0] == 0
+    playing = {"pid": 4242, "model": "TestFixture", "model_path": str(DEMO)}
+    with StatusServer(lambda: playing, env / "run" / "status.sock"):
+        status, out, err = models("list", "--json")
+        text = models("list")[1]
+    assert status == 0, err
+    doc = json.loads(out)
+    assert [m["name"] for m in doc["models"] if m["active"]] == ["TestFixture"]
+    assert doc["active"] == {"name": "TestFixture", "why": "playing in the daemon (pid 4242)", "path": str(DEMO)}
+    assert "* active: TestFixture (playing in the daemon (pid 4242))" in text
+
+
+def test_a_hostile_selection_is_never_listed_or_resolved(env):
+    (env / "state").mkdir(exist_ok=True)
+    (env / "state" / "state.json").write_text(json.dumps({"version": 1, "selected_model": "../../../etc/passwd"}))
+    doc = json.loads(models("list", "--json")[1])
+    assert doc["active"]["name"] == "TestFixture" and "passwd" not in json.dumps(doc)
+
+
 # -- use ------------------------------------------------------------------------------------------
 
 
@@ -468,9 +502,9 @@ def test_use_refuses_unknown_broken_and_path(env, models_dir):
     (models_dir / "Broken.tflite").write_bytes(DEMO.read_bytes()[:500])
     status, _, err = models("use", "Broken")
     assert status == 1
-    lines = assert_error_lines(err)
-    assert lines[0] == "error: model 'Broken' does not play, not selecting it:"
-    assert "truncated" in lines[1]
+    (line,) = assert_error_lines(err)  # one line: the refusal and its reason
+    assert line.startswith("error: model 'Broken' does not play, not selecting it: ")
+    assert "truncated" in line
     status, _, err = models("use", str(DEMO))
     assert status == 1 and "takes a model name, not a file" in err
     assert StateStore(env / "state").selected_model is None
@@ -636,3 +670,112 @@ def test_config_errors_exit_2(env, tmp_path):
     err = io.StringIO()
     assert models_cli.run(args, io.StringIO(), err) == 2
     assert_error_lines(err.getvalue())
+
+
+# -- use: a daemon this user may not signal -------------------------------------------------------
+
+
+@pytest.fixture
+def not_permitted(monkeypatch):
+    """SIGHUP is not permitted (the daemon runs as the service's user, this is someone else)."""
+    from ddsp_device.daemon import client
+
+    sent = []
+
+    def refuse(pid):
+        sent.append(pid)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(client, "_send_sighup", refuse)
+    return sent
+
+
+def test_use_asks_over_the_socket_when_it_may_not_signal(env, fake_daemon, not_permitted):
+    proc, log = fake_daemon
+    requests = []
+
+    def on_reload():
+        requests.append(1)
+        return {"reloads": 0}
+
+    def provider():
+        return {"pid": proc.pid, "model": "TestFixture" if not requests else "TestFixture",
+                "counters": {"reloads": len(requests)}}
+
+    with StatusServer(provider, env / "run" / "status.sock", on_reload=on_reload):
+        status, out, err = models("use", "TestFixture", "--wait", "5")
+    assert status == 0, err
+    assert not_permitted == [proc.pid] and requests == [1]
+    assert f"asked the daemon (pid {proc.pid}) to reload over its status socket" in out
+    assert "the daemon is playing TestFixture" in out
+    assert "sudo" not in out + err
+
+
+def test_use_names_sudo_only_when_the_socket_refuses_too(env, fake_daemon, not_permitted):
+    proc, log = fake_daemon
+    with StatusServer(lambda: {"pid": proc.pid, "counters": {"reloads": 0}}, env / "run" / "status.sock"):
+        status, _, err = models("use", "TestFixture")
+    assert status == 1
+    (line,) = assert_error_lines(err)
+    assert f"not allowed to signal the daemon (pid {proc.pid}), and it refused the request" in line
+    assert line.endswith("run 'sudo systemctl reload ddsp-device' to switch now")
+
+
+def test_reload_requests_are_limited_to_the_socket_group():
+    from ddsp_device.daemon.status import reload_allowed
+
+    group = 4242
+    assert reload_allowed(0, 0, set(), daemon_uid=999, socket_gid=group)  # root
+    assert reload_allowed(999, 999, set(), daemon_uid=999, socket_gid=group)  # the daemon's user
+    assert reload_allowed(1000, 1000, {27, group}, daemon_uid=999, socket_gid=group)  # a member
+    assert reload_allowed(1000, group, set(), daemon_uid=999, socket_gid=group)  # primary group
+    assert not reload_allowed(1000, 1000, {27}, daemon_uid=999, socket_gid=group)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
+def test_a_user_outside_the_group_is_refused_by_the_kernel_credentials(env, tmp_path):
+    """nobody (not in the socket's group) connects through an open socket: the daemon refuses."""
+    import tempfile
+
+    requests = []
+    open_dir = tempfile.TemporaryDirectory(prefix="ddsp-open-", dir="/tmp")  # pytest's own are 0700
+    os.chmod(open_dir.name, 0o755)
+    sock = Path(open_dir.name) / "status.sock"
+    with open_dir, StatusServer(lambda: {}, sock, on_reload=lambda: requests.append(1) or {"reloads": 0}) as server:
+        sock.chmod(0o666)  # only the credentials stand in the way
+        answer = json.loads(_ask_as(65534, sock, b"reload\n"))
+        assert answer["error"].startswith("reload refused: uid 65534 is not root, the daemon's user or a member of group")
+        assert requests == [] and server.reloads_refused == 1
+
+
+def _ask_as(uid: int, sock_path: Path, request: bytes) -> bytes:
+    """Send ``request`` on the unix socket as user ``uid`` (no groups) from a forked child; the answer."""
+    import socket as socket_mod
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls, then _exit
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            client = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+            client.settimeout(5)
+            client.connect(str(sock_path))
+            client.sendall(request)
+            client.shutdown(socket_mod.SHUT_WR)
+            while chunk := client.recv(65536):
+                os.write(write_end, chunk)
+            code = 0
+        except BaseException as err:  # noqa: BLE001 - say why in the parent's assertion
+            os.write(write_end, repr(err).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        data = answer.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, data
+    return data

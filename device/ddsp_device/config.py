@@ -71,7 +71,8 @@ class Key:
 
     ``type`` is one of ``str``, ``path`` (a string naming a file or directory), ``int``,
     ``float`` (ints accepted) or ``bool``. ``min``/``max`` are inclusive; ``choices`` lists the
-    allowed values. ``doc`` is one line, with the unit.
+    allowed values; ``check(value)`` returns the problem with a value of the right type (a
+    scale name, a note name ...) or None. ``doc`` is one line, with the unit.
     """
 
     name: str
@@ -81,6 +82,7 @@ class Key:
     min: float | None = None
     max: float | None = None
     choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in _PY_TYPES:
@@ -122,6 +124,10 @@ class Key:
             return None, f"must be at least {_toml_value(lo)}, got {_toml_value(value)}"
         if hi is not None and lo is None and value > hi:
             return None, f"must be at most {_toml_value(hi)}, got {_toml_value(value)}"
+        if self.check is not None:
+            problem = self.check(value)
+            if problem is not None:
+                return None, problem
         return value, None
 
     def validate(self, value: Any) -> str | None:
@@ -152,13 +158,124 @@ class Section:
 class Check:
     """A rule across keys, run only when every key it names is individually valid.
 
-    ``keys`` are dotted names; the error is reported against the first. ``message`` is
-    formatted with the values (as TOML) as ``{0}``, ``{1}``, ...
+    ``keys`` are dotted names; the error is reported against the first, with the origins of the
+    first ``shown`` keys (all when None; the others only decide whether the rule applies).
+    ``message`` is formatted with the values (as TOML) as ``{0}``, ``{1}``, ..., or is a
+    function of the values that returns the text.
     """
 
     keys: tuple[str, ...]
     test: Callable[..., bool]
-    message: str
+    message: str | Callable[..., str]
+    shown: int | None = None
+
+    def problem(self, values: Sequence[Any]) -> str | None:
+        """The message (without ``section.key:``) when ``values`` break the rule, else None."""
+        if self.test(*values):
+            return None
+        if callable(self.message):
+            return self.message(*values)
+        return self.message.format(*(_toml_value(v) for v in values))
+
+
+# -- rules that need the controls' own knowledge (scales, note names, chips) -------------------
+# The parsers live with the code that uses the values (controls.mapping, the ADC driver); the
+# schema calls them, so that `config check` refuses exactly what `run` would, and the rig and
+# the mapping take the values as given.
+
+
+def _scale_problem(value: str) -> str | None:
+    from .controls.mapping import parse_scale
+    from .errors import ControlsError
+
+    try:
+        parse_scale(value)
+    except ControlsError as err:
+        return str(err)
+    return None
+
+
+def _key_problem(value: str) -> str | None:
+    from .controls.mapping import parse_key
+    from .errors import ControlsError
+
+    try:
+        parse_key(value)
+    except ControlsError as err:
+        return str(err)
+    return None
+
+
+def _curve_problem(value: str) -> str | None:
+    from .controls.mapping import parse_curve
+    from .errors import ControlsError
+
+    try:
+        parse_curve(value)
+    except ControlsError as err:
+        return str(err)
+    return None
+
+
+def _adc_rates(adc_type: str) -> tuple[str, tuple[int, ...]]:
+    from .controls.ads1x15 import ADS1015, ADS1115
+
+    cls = ADS1015 if adc_type == "ads1015" else ADS1115
+    return cls.__name__, tuple(sorted(set(cls.DATA_RATES)))
+
+
+def _data_rate_ok(rate: int, adc_type: str) -> bool:
+    return rate == 0 or rate in _adc_rates(adc_type)[1]
+
+
+def _data_rate_message(rate: int, adc_type: str) -> str:
+    name, rates = _adc_rates(adc_type)
+    return f"the {name} converts at 0 (its fastest) or {', '.join(map(str, rates))} samples per second, got {rate}"
+
+
+_KNOBS = ("volume", "reverb", "transpose", "tone")  # the knobs' roles: [controls] <role>_channel
+
+
+def _uses_adc(pitch_source: str, pressure_source: str, *knob_channels: int) -> bool:
+    return pitch_source == "ribbon" or pressure_source == "adc" or any(c >= 0 for c in knob_channels)
+
+
+def _input_checks() -> tuple[Check, ...]:
+    """Each ADC input read by one control only; each I2C address driven by one chip only.
+
+    Only the inputs and chips the chosen sources read count (a knob may use input 0 when keys
+    play pitch), as in :func:`ddsp_device.controls.rig.build_rig`.
+    """
+    checks = [
+        Check(("controls.pressure_channel", "controls.pitch_channel", "controls.pitch_source",
+               "controls.pressure_source"),
+              lambda a, b, pitch, pressure: a != b or pitch != "ribbon" or pressure != "adc",
+              "must differ from controls.pitch_channel, both are {0}", shown=2),
+    ]
+    for i, role in enumerate(_KNOBS):
+        knob = f"controls.{role}_channel"
+        checks.append(Check((knob, "controls.pitch_channel", "controls.pitch_source"),
+                            lambda k, p, src: k < 0 or src != "ribbon" or k != p,
+                            "ADC input {0} is already controls.pitch_channel", shown=2))
+        checks.append(Check((knob, "controls.pressure_channel", "controls.pressure_source"),
+                            lambda k, p, src: k < 0 or src != "adc" or k != p,
+                            "ADC input {0} is already controls.pressure_channel", shown=2))
+        for other in _KNOBS[:i]:
+            checks.append(Check((knob, f"controls.{other}_channel"), lambda k, o: k < 0 or k != o,
+                                f"ADC input {{0}} is already controls.{other}_channel"))
+    checks += [
+        Check(("controls.adc_data_rate", "controls.adc_type"), _data_rate_ok, _data_rate_message),
+        Check(("controls.mprls_address", "controls.adc_address", "controls.pressure_source",
+               "controls.pitch_source", *(f"controls.{r}_channel" for r in _KNOBS)),
+              lambda m, a, pressure, pitch, *knobs: pressure != "mprls" or m != a or not _uses_adc(pitch, pressure,
+                                                                                                   *knobs),
+              lambda m, *_: f"0x{m:02x} is already controls.adc_address", shown=2),
+        Check(("controls.mprls_address", "controls.keys_address", "controls.pressure_source",
+               "controls.pitch_source"),
+              lambda m, k, pressure, pitch: pressure != "mprls" or pitch != "keys" or m != k,
+              lambda m, *_: f"0x{m:02x} is already controls.keys_address", shown=2),
+    ]
+    return tuple(checks)
 
 
 def _schema(*sections: Section) -> Mapping[str, Section]:
@@ -212,7 +329,8 @@ SCHEMA: Mapping[str, Section] = _schema(
         Key("adc_type", "str", "ads1015", "ADC chip: ads1015 (12-bit, 3300 SPS) or ads1115 (16-bit, 860 SPS)",
             choices=("ads1015", "ads1115")),
         Key("adc_address", "int", 0x48, "ADC I2C address (0x48..0x4B)", min=0x48, max=0x4B),
-        Key("adc_data_rate", "int", 0, "ADC samples per second; 0 = the chip's fastest", min=0, max=3300),
+        Key("adc_data_rate", "int", 0,
+            "ADC samples per second, one the chip has (ADS1015: 128..3300, ADS1115: 8..860); 0 = the chip's fastest"),
         Key("adc_full_scale_v", "float", 4.096, "ADC input range (PGA), volts; 4.096 for a 3.3 V supply",
             choices=(6.144, 4.096, 2.048, 1.024, 0.512, 0.256)),
         Key("supply_v", "float", 3.3, "supply across the ribbon, FSR and knob dividers, volts", min=2.0, max=5.5),
@@ -237,19 +355,20 @@ SCHEMA: Mapping[str, Section] = _schema(
             min=20.0, max=5000.0),
         Key("ribbon_range_semitones", "float", 30.0, "span of the ribbon, semitones", min=1.0, max=96.0),
         Key("scale", "str", "chromatic",
-            'quantisation scale: chromatic, major, minor, pentatonic, ... or semitones like "0,2,4,7,9"'),
-        Key("scale_key", "str", "C", "key of the scale (note name)"),
+            'quantisation scale: chromatic, major, minor, pentatonic, ... or semitones like "0,2,4,7,9"',
+            check=_scale_problem),
+        Key("scale_key", "str", "C", "key of the scale (note name)", check=_key_problem),
         Key("quantise_strength", "float", 0.0, "pull towards the scale's notes: 0 = free, 1 = on the notes",
             min=0.0, max=1.0),
         Key("glide_s", "float", 0.05, "time to glide to a new note when quantising, s", min=0.0, max=10.0),
         Key("transpose_octaves", "int", 0, "transpose, octaves", min=-4, max=4),
         Key("transpose_semitones", "int", 0, "transpose, semitones", min=-48, max=48),
         Key("keys_base_hz", "float", 196.0, "pitch of pad 0 in keys mode, Hz", min=20.0, max=5000.0),
-        Key("keys_scale", "str", "chromatic", "scale the pads walk up in keys mode"),
+        Key("keys_scale", "str", "chromatic", "scale the pads walk up in keys mode", check=_scale_problem),
         Key("pressure_threshold", "float", 0.03, "noise gate, fraction of the calibrated pressure range",
             min=0.0, max=0.5),
         Key("pressure_curve", "str", "linear",
-            'pressure to loudness: linear, soft, hard, amplitude, or an exponent like "0.7"'),
+            'pressure to loudness: linear, soft, hard, amplitude, or an exponent like "0.7"', check=_curve_problem),
         Key("pressure_range_db", "float", 60.0, "dynamic range: the lightest press plays this far below full, dB",
             min=1.0, max=80.0),
         Key("pressure_attack_s", "float", 0.0005, "smoothing on a rising pressure, s", min=0.0, max=0.05),
@@ -273,35 +392,10 @@ SCHEMA: Mapping[str, Section] = _schema(
     ]),
 )
 
-#: The knobs' ADC inputs (-1 = not fitted), in ``[controls]``.
-KNOB_CHANNELS = ("volume_channel", "reverb_channel", "transpose_channel", "tone_channel")
-
-
-def _knob_checks() -> tuple[Check, ...]:
-    """A fitted knob needs an ADC input of its own: not the ribbon's, the FSR's or another knob's."""
-    checks = []
-    for i, knob in enumerate(KNOB_CHANNELS):
-        checks.append(Check(
-            (f"controls.{knob}", "controls.pitch_channel", "controls.pitch_source"),
-            lambda k, p, source: k < 0 or source != "ribbon" or k != p,
-            "ADC input {0} is already controls.pitch_channel"))
-        checks.append(Check(
-            (f"controls.{knob}", "controls.pressure_channel", "controls.pressure_source"),
-            lambda k, p, source: k < 0 or source != "adc" or k != p,
-            "ADC input {0} is already controls.pressure_channel"))
-        for other in KNOB_CHANNELS[:i]:
-            checks.append(Check(
-                (f"controls.{knob}", f"controls.{other}"), lambda k, o: k < 0 or k != o,
-                f"ADC input {{0}} is already controls.{other}"))
-    return tuple(checks)
-
-
 CHECKS: tuple[Check, ...] = (
-    Check(("controls.pressure_channel", "controls.pitch_channel"), lambda a, b: a != b,
-          "must differ from controls.pitch_channel, both are {0}"),
+    *_input_checks(),
     Check(("model.fallback_f0_min_hz", "model.fallback_f0_max_hz"), lambda lo, hi: lo < hi,
           "must be less than model.fallback_f0_max_hz, got {0} >= {1}"),
-    *_knob_checks(),
 )
 
 
@@ -461,10 +555,10 @@ def load_config(
 
     for check in CHECKS:
         if all(k in valid for k in check.keys):
-            args = [valid[k] for k in check.keys]
-            if not check.test(*args):
-                message = check.message.format(*(_toml_value(v) for v in args))
-                problems.append(f"{check.keys[0]}: {message}{_from_many(check.keys, origins)}")
+            message = check.problem([valid[k] for k in check.keys])
+            if message is not None:
+                shown = check.keys[: check.shown]
+                problems.append(f"{check.keys[0]}: {message}{_from_many(shown, origins)}")
 
     if problems:
         raise ConfigError(problems)

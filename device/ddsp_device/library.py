@@ -1,22 +1,31 @@
-"""Where models live, and how a model name becomes a file.
+"""The library of installed models: where models live, how a name becomes a file, installing one.
 
 A model is named by its file name without ``.tflite`` (``Violin`` → ``Violin.tflite``). Names are
 looked up, in order, in ``[model] directory`` (when set), the state directory's ``models/``
 (``/var/lib/ddsp-device/models``, or ``$STATE_DIRECTORY/models`` under systemd) and the models
 bundled with the package (``models/`` of a source checkout, or ``share/ddsp-device/models`` of an
-installed one). Anything containing a path separator or ending in ``.tflite`` is a path.
+installed one). In ``[model] name`` (the config, written by root) anything containing a path
+separator or ending in ``.tflite`` is a path.
 
-Names given to ``ddsp-device models add/use/remove`` must be plain names
-(:func:`validate_model_name`): a file name in the models directory, never a path.
+Names that come from anywhere else — ``ddsp-device models add/use/remove``, the selection in
+``state.json`` (writable by the service's group) — must be plain names
+(:func:`validate_model_name`) and are looked up only inside the models directories
+(:func:`resolve_model_name`), never as a path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import os
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from .atomicfile import fsync_dir
 from .errors import ModelError
 
 MODEL_SUFFIX = ".tflite"
@@ -83,6 +92,19 @@ def resolve_model(name: str, directory: str | os.PathLike[str] | None = None) ->
     raise ModelError(f"model {name!r}: not found in {looked}{hint}")
 
 
+def resolve_model_name(name: str, directory: str | os.PathLike[str] | None = None) -> Path:
+    """The file for the plain model name ``name``, found only inside the models directories.
+
+    For names that do not come from the config (the selection in ``state.json``, a command's
+    argument): a path, ``..`` or any other name :func:`validate_model_name` refuses is refused.
+
+    Raises:
+        ModelError: the name is not a plain name (naming the rule), or no directory holds it.
+    """
+    validate_model_name(name)
+    return resolve_model(name, directory)
+
+
 def validate_model_name(name: str) -> str:
     """Return ``name`` if it is a plain model name, the stem of ``<name>.tflite`` in one directory.
 
@@ -133,3 +155,147 @@ def model_defaults(cfg):
         f0_min_hz=m.fallback_f0_min_hz,
         f0_max_hz=m.fallback_f0_max_hz,
     )
+
+
+# -- the installed models -------------------------------------------------------------------------
+
+
+def resolve_quietly(name: str, directory: str | os.PathLike[str] | None = None) -> Path | None:
+    """:func:`resolve_model`, or None when it finds nothing."""
+    try:
+        return resolve_model(name, directory)
+    except ModelError:
+        return None
+
+
+def same_file(a: Path | None, b: Path | None) -> bool:
+    """True when ``a`` and ``b`` are the same existing file."""
+    if a is None or b is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def role(directory: Path, configured_directory: str | os.PathLike[str] | None = None) -> str:
+    """What a directory of the search path is: ``[model] directory``, ``models directory``
+    (the state directory's), ``bundled`` or ``other``."""
+    if configured_directory and directory == Path(configured_directory):
+        return "[model] directory"
+    if directory == state_dir() / "models":
+        return "models directory"
+    bundled = bundled_models_dir()
+    if bundled is not None and directory == bundled:
+        return "bundled"
+    return "other"  # pragma: no cover
+
+
+def installed_models(directory: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Every model name in the search path, once, in search order then by name.
+
+    Each entry: ``name``, ``path`` (the file that plays under that name), ``directory``,
+    ``source`` (:func:`role`) and ``shadows`` (files of the same name further down the path).
+    Hidden files are left out; a name :func:`validate_model_name` refuses is listed (so that it
+    can be seen) but cannot be chosen. Nothing is checked here.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for folder in search_path(directory):
+        try:
+            files = sorted(p for p in folder.iterdir() if p.name.endswith(MODEL_SUFFIX))
+        except OSError:
+            continue  # missing or unreadable: nothing to list there
+        for path in files:
+            name = path.name[: -len(MODEL_SUFFIX)]
+            if not name or name.startswith(".") or not path.is_file():
+                continue
+            if name in entries:
+                entries[name]["shadows"].append(str(path))
+                continue
+            entries[name] = {"name": name, "path": str(path), "directory": str(folder),
+                             "source": role(folder, directory), "shadows": []}
+    return list(entries.values())
+
+
+def model_to_play(selected: str | None, configured: str, plays: Callable[[str], bool]) -> tuple[str, str]:
+    """The model the daemon plays when it starts, and why: the rule, in one place.
+
+    The model chosen with ``models use`` (``selected``) when there is one and it plays
+    (``plays(name)``: found, checked, loaded); otherwise ``[model] name`` (``configured``).
+    """
+    if selected:
+        if plays(selected):
+            return selected, "chosen with 'models use'"
+        return configured, f"[model] name in the config; {selected!r}, chosen with 'models use', does not play"
+    return configured, "[model] name in the config"
+
+
+def match_owner(path: Path, directory: Path) -> None:
+    """As root, give ``path`` the owner of ``directory`` so that the service user can use it."""
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        st = os.stat(directory)
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def install_copy(source: Path, target: Path, expected_sha256: str | None, *, replace: bool,
+                 limit_bytes: int | None = None) -> int:
+    """Copy ``source`` to ``target`` atomically (temp file, fsync, rename, fsync of the directory).
+
+    Without ``replace`` an existing ``target`` is never overwritten, even by a race. Returns the
+    bytes copied.
+
+    Raises:
+        ModelError: the bytes differ from those checked (``expected_sha256``), the file grew
+            over ``limit_bytes`` (default: the model check's limit), or ``target`` appeared
+            meanwhile.
+        OSError: from the filesystem (the temp file is removed).
+    """
+    from .model.check import MAX_MODEL_BYTES, human_size
+
+    limit = MAX_MODEL_BYTES if limit_bytes is None else limit_bytes
+    directory = target.parent
+    tmp = directory / f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    digest = hashlib.sha256()
+    copied = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            os.fchmod(fd, 0o644)
+            with open(source, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise ModelError(f"{source}: grew over the {human_size(limit)} limit while being copied")
+                    digest.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
+            raise ModelError(f"{source}: changed while it was being added; run the command again")
+        match_owner(tmp, directory)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)  # fails if target exists: no overwrite, even in a race
+            except FileExistsError:
+                raise ModelError(f"{target}: appeared while adding; use --force to replace it") from None
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                if target.exists():  # a filesystem without hard links: check, then rename
+                    raise ModelError(f"{target}: appeared while adding; use --force to replace it") from None
+                os.replace(tmp, target)
+            else:
+                os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+    return copied

@@ -82,7 +82,7 @@ dts = st.one_of(st.floats(0.0, 0.01), st.sampled_from([DT, math.nan, -1.0, math.
 
 def test_mapping_imports_only_the_standard_library():
     tree = ast.parse(Path(mapping.__file__).read_text())
-    allowed = {"__future__", "bisect", "math", "operator", "collections.abc", "dataclasses", "typing"}
+    allowed = {"__future__", "bisect", "difflib", "math", "operator", "collections.abc", "dataclasses", "typing"}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             assert {a.name for a in node.names} <= allowed
@@ -316,11 +316,15 @@ def test_ribbon_pitch_is_non_decreasing_in_position_at_strength_zero(a, b):
 
 
 def test_ribbon_config_collects_every_problem():
+    # the [controls] keys (strength, glide_s, scale, key ...) are the config schema's to check
+    # (tests/test_config_controls.py); the tuning fields are checked here
     with pytest.raises(ControlsError) as err:
-        RibbonConfig(strength=2.0, glide_s=-1, scale="nope", key="H")
+        RibbonConfig(open_band=0.9, touch_settle_s=1.0, vibrato_hz=0.0, hysteresis_semitones=-1)
     msg = str(err.value)
-    for part in ("strength", "glide_s", "unknown scale", "key"):
+    for part in ("open_band", "touch_settle_s", "vibrato_hz", "hysteresis_semitones"):
         assert part in msg
+    with pytest.raises(ControlsError, match="unknown scale 'nope'"):
+        RibbonPitch(RibbonConfig(scale="nope"), LOW, HIGH, OPEN)
     with pytest.raises(ControlsError):
         RibbonPitch(RibbonConfig(), 5.0, 5.0, 0.0)
 
@@ -598,6 +602,6 @@ def test_tone_knob_is_monotonic_and_in_range(a, b):
 
 
 def test_configs_reject_strings_for_numbers_without_crashing():
-    for cls, field in ((RibbonConfig, "base_hz"), (KeysConfig, "glide_s"), (PressureConfig, "threshold")):
+    for cls, field in ((RibbonConfig, "vibrato_hz"), (KeysConfig, "glide_s"), (PressureConfig, "baseline_tolerance")):
         with pytest.raises(ControlsError, match=field):
             cls(**{field: "196"})

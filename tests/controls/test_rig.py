@@ -87,7 +87,7 @@ def test_a_tone_knob_missing_from_the_saved_calibration_takes_its_whole_range(ca
     saved = Calibration(ribbon_low=0.1, ribbon_high=0.9, ribbon_open=0.0, pressure_rest=0.0, pressure_max=0.5,
                         knobs={"volume": KnobRange(0.0, 1.0)}, created_at="2026-01-01T00:00:00Z")
     rig, adc = tone_knob_rig(saved)
-    assert "the tone knob is not in the calibration" in caplog.text
+    assert "knob tone is not in the calibration" in caplog.text
     adc.set_input(3, 3.3)
     rig.poller.run_for(0.2)
     assert rig.knob(rig.poller.latest, "tone") == pytest.approx(1.0, abs=0.01)
@@ -105,11 +105,16 @@ def test_monitor_and_calibration_know_the_tone_knob():
     assert "tone +0.00" in format_state(rig.poller.latest, rig.knob_roles)
 
 
-def test_wrong_data_rate_for_the_chip_lists_the_allowed_ones():
+def test_a_calibration_without_a_fitted_knob_still_builds(caplog):
+    """A knob fitted after calibrating: it turns over the whole ADC range, with a warning."""
+    c = cfg("controls.transpose_channel=-1")
     clock = FakeClock()
-    with pytest.raises(ConfigError, match="controls.adc_data_rate: ADS1115 supports .*860"):
-        build_rig(cfg('controls.adc_type="ads1115"', "controls.adc_data_rate=3300"), bus=EmulatedBus(clock),
-                  clock=clock, calibration=default_calibration(cfg()))
+    player = EmulatedPlayer(c, clock)
+    cal = Calibration.default(knobs=["volume"])  # no reverb knob when it was calibrated
+    rig = build_rig(c, bus=player.bus, clock=clock, calibration=cal)
+    assert rig.knob_roles == ("volume", "reverb")
+    assert "knob reverb is not in the calibration" in caplog.text
+    rig.close()
 
 
 def test_keys_and_breath_build():

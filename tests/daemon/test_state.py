@@ -307,3 +307,21 @@ def test_a_choice_made_by_another_process_is_seen_and_never_overwritten(tmp_path
     assert StateStore(tmp_path).counter("xruns") == 3
     daemon.selected_model = "Viola"  # the daemon's own choice (panel) is written
     assert StateStore(tmp_path).selected_model == "Viola"
+
+
+# -- the selection is untrusted input (state.json is writable by the service's group) -------------
+
+
+@pytest.mark.parametrize("hostile", ["../../../etc/passwd", "/etc/passwd", "models/../x", ".hidden", "x.tflite"])
+def test_a_selection_that_is_not_a_model_name_is_refused(tmp_path, caplog, hostile):
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "selected_model": hostile}))
+    with caplog.at_level(logging.WARNING):
+        store = StateStore(tmp_path)
+    assert store.selected_model is None  # never a path to open
+    assert "selected_model" in caplog.text and "not a model name" in caplog.text
+    from ddsp_device.errors import ModelError
+
+    with pytest.raises(ModelError, match="selected_model"):
+        store.reload_selection()  # the daemon refuses the reload that would use it
+    with pytest.raises(ValueError):
+        store.selected_model = hostile

@@ -355,3 +355,9 @@ def test_format_short_uptime_and_round_trip(sock_path):
         doc = query_status(sock_path)
     assert json.loads(json.dumps(doc)) == doc
     assert "uptime    00:00:59" in format_status(doc).splitlines()
+
+
+def test_format_says_which_settings_wait_for_a_restart():
+    text = format_status({**FULL, "restart_needed": ["audio.sample_rate", "audio.period_size"]})
+    assert "restart   needed for audio.sample_rate, audio.period_size (running at the old values)" in text
+    assert "restart" not in format_status(FULL)

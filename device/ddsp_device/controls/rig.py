@@ -78,7 +78,7 @@ class InstrumentMapper:
                 auto_zero=c.pressure_auto_zero,
             )
         self.uses_hpa = c.pressure_source == "mprls"
-        self.knobs = [self._knob(calibration, role, c.knob_dead_band) for role in self.knob_roles]
+        self.knobs = [_knob(calibration, role, c.knob_dead_band) for role in self.knob_roles]
         self.transpose_steps = (
             KnobSteps(-TRANSPOSE_KNOB_SEMITONES, TRANSPOSE_KNOB_SEMITONES) if "transpose" in self.knob_roles else None
         )
@@ -86,14 +86,6 @@ class InstrumentMapper:
         self._t_prev: float | None = None
         self.f0_hz = c.ribbon_base_hz if c.pitch_source != "keys" else c.keys_base_hz
         self.loudness = 0.0
-
-    @staticmethod
-    def _knob(calibration: Calibration, role: str, dead_band: float) -> Knob:
-        if role not in calibration.knobs:
-            log.warning("the %s knob is not in the calibration; assuming its whole range "
-                        "(run `ddsp-device calibrate`)", role)
-            calibration = Calibration.default(knobs=(role,))
-        return Knob.from_calibration(calibration, role, dead_band)
 
     def map(self, raw: RawReading) -> tuple[float, float, tuple[float, ...]]:
         dt_s = 0.001 if self._t_prev is None else max(0.0, raw.t - self._t_prev)
@@ -112,15 +104,27 @@ class InstrumentMapper:
         return self.f0_hz, self.loudness, knobs
 
 
+def _knob(calibration: Calibration, role: str, dead_band: float) -> Knob:
+    """The knob ``role`` as calibrated; over the ADC's whole range when the calibration was
+    taken before the knob was fitted (it still turns, the ends may be short of 0 and 1)."""
+    if role in calibration.knobs:
+        return Knob.from_calibration(calibration, role, dead_band)
+    log.warning("knob %s is not in the calibration; using the whole ADC range (run `ddsp-device calibrate`)",
+                role)
+    return Knob(0.0, calibration_mod.ADC_FULL_SCALE, dead_band)
+
+
 @dataclass
 class Rig:
-    """Everything the controls need, built from config. Close it to stop the poller."""
+    """Everything the controls need, built from config. Close it to stop the poller (and to close
+    the bus when :func:`build_rig` opened it; a bus passed in belongs to the caller)."""
 
     poller: SensorPoller
     mapper: InstrumentMapper
     calibration: Calibration
     calibrated: bool
     bus: Any
+    owns_bus: bool = True
 
     @property
     def knob_roles(self) -> tuple[str, ...]:
@@ -136,7 +140,7 @@ class Rig:
 
     def close(self) -> None:
         self.poller.stop()
-        close = getattr(self.bus, "close", None)
+        close = getattr(self.bus, "close", None) if self.owns_bus else None
         if close is not None:
             try:
                 close()
@@ -184,6 +188,10 @@ def build_rig(
 ) -> Rig:
     """Create drivers, mapper and poller for ``cfg``; the poller is not started.
 
+    ``cfg`` is taken as loaded: the config schema has already refused every combination the
+    hardware cannot do (an ADC input used twice, a data rate the chip lacks, two chips on one
+    address), so nothing is checked again here.
+
     Args:
         cfg: a loaded config.
         bus: an I2C bus; None opens ``/dev/i2c-<controls.i2c_bus>``.
@@ -191,27 +199,21 @@ def build_rig(
         calibration: None loads the saved one (or the defaults).
     Raises:
         SensorError: the bus cannot be opened (names it).
-        ConfigError: a combination the hardware cannot do (e.g. one ADC input used twice).
     """
     c = cfg.controls
     calibrated = True
     if calibration is None:
         calibration, calibrated = load_calibration(cfg)
+    owns_bus = bus is None
     if bus is None:
         bus = open_bus(c.i2c_bus)
     adc_cls = ADS1015 if c.adc_type == "ads1015" else ADS1115
     adc = None
-    problems: list[str] = []
 
     def get_adc():
         nonlocal adc
         if adc is None:
-            rate = c.adc_data_rate or None
-            if rate is not None and rate not in adc_cls.DATA_RATES:
-                allowed = ", ".join(str(r) for r in adc_cls.DATA_RATES)
-                problems.append(f"controls.adc_data_rate: {adc_cls.__name__} supports {allowed} (or 0), got {rate}")
-                rate = None
-            adc = adc_cls(bus, c.adc_address, data_rate=rate, full_scale_v=c.adc_full_scale_v,
+            adc = adc_cls(bus, c.adc_address, data_rate=c.adc_data_rate or None, full_scale_v=c.adc_full_scale_v,
                           supply_v=c.supply_v, clock=clock)
         return adc
 
@@ -228,8 +230,6 @@ def build_rig(
     mapper = InstrumentMapper(cfg, calibration)
     # The config schema has checked that every fitted knob has an ADC input of its own.
     knobs = [AdcInput(get_adc(), getattr(c, f"{role}_channel")) for role in mapper.knob_roles]
-    if problems:
-        raise ConfigError(problems)
     try:
         poller = SensorPoller(
             mapper, pitch=pitch, pressure=pressure, knobs=knobs, knob_interval=c.knob_interval,
@@ -238,7 +238,8 @@ def build_rig(
         )
     except ValueError as err:
         raise ConfigError([f"controls: {err}"]) from err
-    return Rig(poller=poller, mapper=mapper, calibration=calibration, calibrated=calibrated, bus=bus)
+    return Rig(poller=poller, mapper=mapper, calibration=calibration, calibrated=calibrated, bus=bus,
+               owns_bus=owns_bus)
 
 
 def nominal_sensor_rate_hz(cfg) -> float:

@@ -10,10 +10,15 @@ One function, :func:`run_service`, starts the subsystems in order and stops them
 - the **control thread** (the main thread, here): everything slow — signals, reloads, model
   loading and checking, panel events, knobs, systemd notifications, the status socket, logging.
 
-SIGHUP (``systemctl reload``) re-reads the config, the calibration and the selected model; the
-new model is loaded and checked here, then handed to the engine, which crossfades to it. Anything
-that fails its checks is logged with the reason and the old state keeps playing. SIGTERM fades
-out within 20 ms, drains, closes the PCM and exits 0.
+SIGHUP (``systemctl reload``, or a ``reload`` request on the status socket) re-reads the config,
+the calibration and the selected model. A reload is all or nothing: the new config, calibration,
+rig and model are built and checked first (the model in a child process, then loaded here);
+then the engine is handed the model (it crossfades) and the rest is switched by assignments. If
+anything fails, everything built is closed, the old state keeps playing, and one line with the
+reason is logged and counted (``reloads_refused`` in ``status``); no exception from a reload
+leaves the control loop. Settings that need a restart (``RESTART_KEYS``: the audio device and
+buffer, the panel ...) keep their running values and are reported as "restart needed for …".
+SIGTERM fades out within 20 ms, drains, closes the PCM and exits 0.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class RunOptions:
     out_wav: str | None = None  # write to a WAV file (paced in real time) instead of ALSA
     emulate: bool = False  # emulated sensors playing by themselves (no I2C needed)
     seconds: float | None = None  # stop by itself after this long (tests, burn-in)
-    realtime_priority: int = 70
+    realtime_priority: int | None = 70  # None: leave the audio thread's scheduling alone (tests)
 
 
 class PacedSink:
@@ -79,6 +84,46 @@ class PacedSink:
         return getattr(self.sink, name)
 
 
+#: Settings that take effect only when the service restarts: the sink, the engine's fixed parts
+#: and the panel's pins are built once. A reload that changes one keeps the running value and
+#: says "restart needed for …" (log and status).
+RESTART_KEYS: tuple[str, ...] = (
+    "audio.device", "audio.sample_rate", "audio.period_size", "audio.periods", "audio.pace",
+    "synth.reverb_decay_s", "synth.noise_seed",
+    "panel.enabled", "panel.encoder_a_pin", "panel.encoder_b_pin", "panel.button_pin", "panel.led_pin",
+    "panel.hold_time_s", "panel.short_press", "panel.led_brightness",
+)
+
+
+class ReloadRefused(DdspDeviceError):
+    """A reload that cannot be applied as a whole; the message is the one-line reason."""
+
+
+@dataclass
+class _ReloadPlan:
+    """Everything a reload switches to, built before anything is switched."""
+
+    cfg: Any
+    rig: Any = None  # a new, started rig; None: keep the running one
+    calibration: Any = None  # the saved calibration the new rig uses (None: defaults)
+    calibration_key: Any = None
+    model: Any = None  # a new, loaded and checked model; None: keep the playing one
+    model_name: str = ""
+    model_path: str = ""
+    model_key: Any = None
+    restart_needed: list[str] = field(default_factory=list)
+
+    def discard(self) -> None:
+        """Close what was built for a reload that is refused (nothing of it was handed over)."""
+        for thing in (self.rig, self.model):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001 - a refused reload must not fail on its way out
+                    log.debug("while discarding %r", thing, exc_info=True)
+        self.rig = self.model = None
+
+
 class Service:
     """The running daemon's state, owned by the control thread."""
 
@@ -89,6 +134,8 @@ class Service:
         self.bus = bus
         self.clock = clock
         self.cfg = load_config(options.config_file, options.overrides)
+        #: The config the service started with: what RESTART_KEYS still run at.
+        self.start_cfg = self.cfg
         from .state import StateStore
 
         self.state = state_store or StateStore()
@@ -99,6 +146,11 @@ class Service:
         self.status_server = None
         self.notifier = None
         self.model_name = ""
+        self.model_path = ""
+        self._model_key: Any = None
+        self._calibration: Any = None  # the saved calibration the rig uses; None: the defaults
+        self._calibration_key: Any = self._calibration_file_key()
+        self.restart_needed: list[str] = []
         self.started_at = time.monotonic()
         self.reload_requested = threading.Event()
         self.stop_requested = threading.Event()
@@ -109,52 +161,97 @@ class Service:
         self.on_tick: Callable[[Service], None] | None = None
 
     # ------------------------------------------------------------------ models
-    def selected_model(self) -> str:
-        """The model to play: the one chosen with ``models use`` (state), else ``[model] name``."""
-        chosen = self.state.reload_selection()
-        return chosen or self.cfg.model.name
+    def selected_model(self) -> str | None:
+        """The model chosen with ``models use`` (``state.json``), None when none.
 
-    def _model_dirs(self) -> str | None:
-        return self.cfg.model.directory or None
+        Raises:
+            ModelError: ``state.json`` names something that is not a model name.
+        """
+        return self.state.reload_selection()
 
-    def load_model(self, name: str):
+    def _model_dirs(self, cfg=None) -> str | None:
+        return (cfg or self.cfg).model.directory or None
+
+    def resolve(self, name: str, *, chosen: bool, cfg=None):
+        """The file for model ``name``. A name ``chosen`` with ``models use`` or on the panel is a
+        plain name looked up only in the models directories; ``[model] name`` may be a path.
+
+        Raises:
+            ModelError: not a model name, or not found.
+        """
+        from ..library import resolve_model, resolve_model_name
+
+        directory = self._model_dirs(cfg)
+        return resolve_model_name(name, directory) if chosen else resolve_model(name, directory)
+
+    def _model_key_for(self, path, cfg) -> tuple:
+        """What makes a loaded model the same as the file: the file itself and the [model]
+        settings it was loaded with (runtime, fallbacks; the name and directory only found it)."""
+        try:
+            st = os.stat(path)
+            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            identity = None
+        loading = {k: v for k, v in cfg.as_dict()["model"].items() if k not in ("name", "directory")}
+        return os.fspath(path), identity, tuple(sorted(loading.items()))
+
+    def load_model(self, name: str, *, chosen: bool = False, cfg=None):
         """Check a model in a child process (a file that crashes the TFLite library takes down
         the child, not the box), then load it here, off the audio thread.
 
         Raises:
             ModelError: naming the file and every problem found.
         """
-        from ..library import model_defaults, resolve_model
-        from ..model import load_model
-        from ..models_cli import check_model_file
+        return self.load_model_file(self.resolve(name, chosen=chosen, cfg=cfg), cfg)
 
-        path = resolve_model(name, self._model_dirs())
-        defaults = model_defaults(self.cfg)
-        result = check_model_file(path, runtime=self.cfg.model.runtime, defaults=defaults)
+    def load_model_file(self, path, cfg=None):
+        """:meth:`load_model` for a file already resolved."""
+        from ..library import model_defaults
+        from ..model import load_model
+        from ..model.check import check_model_file
+
+        cfg = cfg or self.cfg
+        defaults = model_defaults(cfg)
+        result = check_model_file(path, runtime=cfg.model.runtime, defaults=defaults)
         if not result.ok:
             raise ModelError("; ".join(result.problems))
-        model = load_model(path, defaults=defaults, runtime=self.cfg.model.runtime, num_threads=1)
-        # First invokes are slow (the runtime sets up its kernels, XNNPACK its delegate): pay for
-        # them here, not in the audio period that picks the model up (the engine resets it then).
-        f0_hz = min(max(220.0, model.info.f0_min_hz), model.info.f0_max_hz)
-        model.reset(f0_hz)
-        for _ in range(WARM_UP_STEPS):
-            model.step(f0_hz, 0.5)
+        model = load_model(path, defaults=defaults, runtime=cfg.model.runtime, num_threads=1)
+        try:
+            # First invokes are slow (the runtime sets up its kernels, XNNPACK its delegate): pay
+            # for them here, not in the audio period that picks the model up (the engine resets it).
+            f0_hz = min(max(220.0, model.info.f0_min_hz), model.info.f0_max_hz)
+            model.reset(f0_hz)
+            for _ in range(WARM_UP_STEPS):
+                model.step(f0_hz, 0.5)
+        except BaseException:
+            model.close()
+            raise
         return model
 
     def available_models(self) -> list[str]:
-        from ..library import search_path
+        """The model names the panel steps through (plain names only, as ``models use`` takes)."""
+        from ..library import installed_models, validate_model_name
 
-        names: set[str] = set()
-        for d in search_path(self._model_dirs()):
-            if d.is_dir():
-                names.update(p.stem for p in d.glob("*.tflite"))
+        names = []
+        for entry in installed_models(self._model_dirs()):
+            try:
+                names.append(validate_model_name(entry["name"]))
+            except ModelError:
+                continue
         return sorted(names)
+
+    def _set_playing(self, name: str, path, cfg) -> None:
+        self.model_name = name
+        self.model_path = os.fspath(path)
+        self._model_key = self._model_key_for(path, cfg)
 
     # ------------------------------------------------------------------ start-up
     def open_sink(self):
-        """The audio sink for the audio thread (called again to reopen a vanished device)."""
-        cfg = self.cfg
+        """The audio sink for the audio thread (called again to reopen a vanished device).
+
+        Always at the settings the service started with: ``[audio]`` changes need a restart.
+        """
+        cfg = self.start_cfg
         if self.sink_factory is not None:
             return self.sink_factory(cfg)
         if self.options.out_wav:
@@ -167,8 +264,13 @@ class Service:
         sink = AlsaSink(cfg.audio.device, cfg.audio.sample_rate, cfg.audio.period_size, cfg.audio.periods)
         return PacedSink(sink, sink.sample_rate) if cfg.audio.pace else sink
 
-    def start_controls(self):
-        """Sensors and mapping; a missing bus or sensor is logged, never fatal (silence instead)."""
+    def build_controls(self, cfg, calibration=None):
+        """Sensors and mapping for ``cfg``, the poller started. ``calibration`` None loads the
+        saved one (or the defaults).
+
+        Raises:
+            SensorError: the bus cannot be opened; DdspDeviceError: the rig cannot be built.
+        """
         from ..controls.rig import build_rig
 
         bus, clock = self.bus, self.clock
@@ -177,15 +279,24 @@ class Service:
             from ..controls.tools import EmulatedPlayer
 
             clock = clock or SYSTEM_CLOCK
-            bus = EmulatedPlayer(self.cfg, clock, gesture=True).bus
-        try:
-            rig = build_rig(self.cfg, bus=bus, clock=clock)
-        except SensorError as err:
-            log.error("%s; playing nothing until it is fixed (then restart the service)", err)
-            return None
-        if not rig.calibrated:
-            log.warning("no calibration saved yet; using defaults (run `ddsp-device calibrate`)")
+            bus = EmulatedPlayer(cfg, clock, gesture=True).bus
+        rig = build_rig(cfg, bus=bus, clock=clock, calibration=calibration)
         rig.poller.start()
+        return rig
+
+    def start_controls(self):
+        """Sensors and mapping at start-up; a missing bus or sensor is logged, never fatal."""
+        from ..controls.rig import load_calibration
+
+        calibration, saved = load_calibration(self.cfg)
+        try:
+            rig = self.build_controls(self.cfg, calibration)
+        except DdspDeviceError as err:
+            log.error("%s; playing nothing until it is fixed (then reload or restart the service)", err)
+            return None
+        self._calibration = calibration if saved else None
+        if not saved:
+            log.warning("no calibration saved yet; using defaults (run `ddsp-device calibrate`)")
         return rig
 
     def start_panel(self):
@@ -227,38 +338,19 @@ class Service:
 
         return read
 
-    def _controls_fingerprint(self, cfg) -> tuple:
+    def _calibration_file_key(self):
+        """What identifies the calibration file's content (None: no file); it is small, so its
+        bytes are hashed rather than trusting a timestamp's granularity."""
+        import hashlib
+
         from ..controls.calibration import default_path
 
         try:
-            mtime = default_path().stat().st_mtime_ns
-        except OSError:
-            mtime = None
-        return tuple(sorted(cfg.as_dict()["controls"].items())), mtime
-
-    def reload_controls(self, old_cfg) -> None:
-        """Rebuild the sensors and mapping when ``[controls]`` or the calibration changed.
-
-        The new rig takes over the pressure baseline (no re-zeroing while someone plays) and is
-        swapped in by one assignment once it has read its sensors; then the old one is closed.
-        """
-        if self.rig is None or (self.options.emulate and self.bus is None):
-            return  # --emulate's player lives in its rig: nothing to re-read
-        if self._controls_fingerprint(old_cfg) == self._controls_fingerprint(self.cfg):
-            return
-        old = self.rig
-        new = self.start_controls()
-        if new is None:
-            return
-        old_p, new_p = old.mapper.pressure, new.mapper.pressure
-        if old_p is not None and new_p is not None and old_p.baseline is not None:
-            new_p.set_baseline(old_p.baseline)
-        deadline = time.monotonic() + 0.1
-        while new.poller.latest.raw is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        self.rig = new
-        old.close()
-        log.info("controls reloaded (config or calibration changed)")
+            return hashlib.sha256(default_path().read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            return f"unreadable: {err}"  # differs from any content: the reload reads it and says why
 
     # ------------------------------------------------------------------ running
     def apply_knobs(self) -> None:
@@ -318,30 +410,39 @@ class Service:
             self.panel.set_led(LedMode.MUTED if self._muted else LedMode.PLAYING)
 
     def switch_model(self, name: str, *, remember: bool = False) -> bool:
-        """Load and check ``name`` here, then let the engine crossfade to it. False if refused."""
+        """The panel's choice: load and check ``name`` (a plain name in the models directories)
+        here, then let the engine crossfade to it. False if refused (logged and counted)."""
         self.set_led("loading")
-        model = None
+        model = path = None
         try:
-            model = self.load_model(name)
+            path = self.resolve(name, chosen=True)
+            model = self.load_model_file(path)
             self.engine.request_model(model)  # refuses what it cannot crossfade to
-        except DdspDeviceError as err:
+        except Exception as err:  # noqa: BLE001 - nothing from a model may end the control loop
             if model is not None:
                 model.close()
+            reason = _one_line(err)
             self.reloads_refused += 1
-            self.last_reload_error = str(err)
-            log.error("model %r refused, still playing %r: %s", name, self.model_name, err)
+            self.last_reload_error = reason
+            log.error("model %r refused, still playing %r: %s", name, self.model_name, reason)
             self.set_led("error")
             return False
-        log.info("switching to model %r (%s)", model.info.name, model.info.path)
-        self.model_name = name
+        log.info("switching to model %r (%s)", name, path)
+        self._set_playing(name, path, self.cfg)
         if remember:
             self.state.selected_model = name
             self.state.save()
         self.set_led()
         return True
 
+    # ------------------------------------------------------------------ reloading
+    def request_reload(self) -> dict:
+        """A reload asked for over the status socket (the server thread): raise the flag only."""
+        self.reload_requested.set()
+        return {"reloads": self.reloads}
+
     def reload(self) -> None:
-        """SIGHUP: config, calibration and the selected model, each checked before use."""
+        """SIGHUP: config, calibration, controls and the selected model, all or nothing."""
         self.notifier.reloading()
         try:
             self._reload()
@@ -350,48 +451,166 @@ class Service:
             self.notifier.ready()
 
     def _reload(self) -> None:
+        """Build everything new first; then switch to all of it at once, or keep all of the old.
+
+        Nothing raised here reaches the control loop: a refusal (or any error) is one log line,
+        counted in ``reloads_refused``, and the running config, calibration, controls and model
+        stay exactly as they were.
+        """
+        plan = None
+        try:
+            plan = self._prepare_reload()
+            if plan.model is not None:
+                self.engine.request_model(plan.model)  # the switch: from here the engine owns it
+        except Exception as err:  # noqa: BLE001 - nothing from a reload may end the control loop
+            if plan is not None:
+                plan.discard()
+            self._refuse(err)
+            return
+        try:
+            self._commit(plan)
+        except Exception as err:  # noqa: BLE001 - switched already; only tidying up can fail here
+            log.error("reloaded, but tidying up after the switch failed: %s", _one_line(err))
+
+    def _refuse(self, err: BaseException) -> None:
+        reason = _one_line(err)
+        if not isinstance(err, DdspDeviceError):
+            log.debug("reload failed unexpectedly", exc_info=err)
+        self.reloads_refused += 1
+        self.last_reload_error = reason
+        log.error("reload refused, still running the previous config, calibration, controls and model: %s", reason)
+        self.set_led("error")
+
+    def _prepare_reload(self) -> _ReloadPlan:
+        """The new config, calibration, rig and model, built and checked; nothing switched yet.
+
+        Raises:
+            ReloadRefused, DdspDeviceError (or anything else): the reason; what was built is closed.
+        """
+        from ..controls.calibration import load as load_saved_calibration
+        from ..controls.rig import default_calibration
+
         try:
             cfg = load_config(self.options.config_file, self.options.overrides)
         except ConfigError as err:
-            self.reloads_refused += 1
-            self.last_reload_error = "; ".join(err.problems)
-            for problem in err.problems:
-                log.error("reload refused, keeping the running config: %s", problem)
-            return
-        changed_audio = [k for k in ("device", "sample_rate", "period_size", "periods")
-                         if getattr(cfg.audio, k) != getattr(self.cfg.audio, k)]
-        if changed_audio:
-            log.warning("audio.%s changed: takes effect on restart (systemctl restart ddsp-device)",
-                        ", audio.".join(changed_audio))
-        old_cfg, self.cfg = self.cfg, cfg
-        # synth settings that are plain numbers take effect at once
+            raise ReloadRefused("config: " + "; ".join(err.problems)) from None
+        plan = _ReloadPlan(cfg=cfg, restart_needed=self._restart_needed(cfg))
+        # the cheap checks first, the model check (a child process) last but one
+        selected = self.selected_model()  # ModelError for a selection that is not a name
+        name = selected or cfg.model.name
+        path = self.resolve(name, chosen=bool(selected), cfg=cfg)
+        plan.model_name, plan.model_path = name, os.fspath(path)
+        plan.model_key = self._model_key_for(path, cfg)
+
+        plan.calibration_key = calibration_key = self._calibration_file_key()
+        plan.calibration = self._calibration
+        if calibration_key != self._calibration_key:
+            try:
+                plan.calibration = load_saved_calibration()  # None: no file (uncalibrated)
+            except DdspDeviceError as err:
+                raise ReloadRefused(f"calibration: {err}") from None
+        try:
+            if plan.model_key != self._model_key:
+                plan.model = self.load_model_file(path, cfg)
+            controls_changed = cfg.as_dict()["controls"] != self.cfg.as_dict()["controls"]
+            if self.rig is None or controls_changed or calibration_key != self._calibration_key:
+                plan.rig = self._prepare_rig(cfg, plan.calibration or default_calibration(cfg))
+        except BaseException:
+            plan.discard()
+            raise
+        return plan
+
+    def _prepare_rig(self, cfg, calibration):
+        """A new rig for ``cfg``, started and read once; it takes over the pressure baseline (no
+        re-zeroing while someone plays). None when there is no running rig to keep and this one
+        cannot be built either (the sensors are still missing: nothing is lost by going on)."""
+        try:
+            new = self.build_controls(cfg, calibration)
+        except DdspDeviceError as err:
+            if self.rig is None:
+                log.error("%s; still playing nothing from the sensors", err)
+                return None
+            raise ReloadRefused(f"controls: {err}") from None
+        old = self.rig
+        if old is not None:
+            old_p, new_p = old.mapper.pressure, new.mapper.pressure
+            if old_p is not None and new_p is not None and old_p.baseline is not None:
+                new_p.set_baseline(old_p.baseline)
+        deadline = time.monotonic() + 0.1
+        while new.poller.latest.raw is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return new
+
+    def _restart_needed(self, cfg) -> list[str]:
+        new, running = cfg.as_dict(), self.start_cfg.as_dict()
+        changed = []
+        for dotted in RESTART_KEYS:
+            section, key = dotted.split(".")
+            if new[section][key] != running[section][key]:
+                changed.append(dotted)
+        return changed
+
+    def _commit(self, plan: _ReloadPlan) -> None:
+        """Switch to everything in ``plan``: plain assignments, nothing that can fail half-way."""
+        cfg = plan.cfg
+        self.cfg = cfg
+        if plan.rig is not None:
+            old, self.rig = self.rig, plan.rig  # the audio thread reads self.rig: one assignment
+            self._calibration = plan.calibration
+            self._calibration_key = plan.calibration_key
+            if old is not None:
+                try:
+                    old.close()
+                except Exception as err:  # noqa: BLE001 - the new rig plays; the old one is done with
+                    log.warning("closing the previous controls failed: %s", _one_line(err))
+        elif plan.calibration_key != self._calibration_key and self.rig is None:
+            self._calibration, self._calibration_key = plan.calibration, plan.calibration_key
+        # synth settings that are plain numbers take effect at once (unless a knob sets them)
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "reverb") is None:
             self.engine.reverb_mix = cfg.synth.reverb_mix
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "tone") is None:
             self.engine.tone = cfg.synth.tone  # ramps there, no click
         if self.rig is None or self.rig.knob(self.rig.poller.latest, "volume") is None:
             self.engine.gain = 10.0 ** (cfg.synth.master_gain_db / 20.0)
-        self.reload_controls(old_cfg)
-        self.switch_model(self.selected_model())
+        if plan.model is not None:
+            log.info("switching to model %r (%s)", plan.model_name, plan.model_path)
+        self.model_name, self.model_path, self._model_key = plan.model_name, plan.model_path, plan.model_key
+        if plan.restart_needed and plan.restart_needed != self.restart_needed:
+            log.warning("restart needed for %s: running at the values the service started with "
+                        "(systemctl restart ddsp-device)", ", ".join(plan.restart_needed))
+        self.restart_needed = plan.restart_needed
+        self.last_reload_error = None
+        log.info("reloaded: %s%s", "controls rebuilt, " if plan.rig is not None else "",
+                 f"playing {self.model_name!r}")
+        self.set_led()
 
     def status(self) -> dict:
-        """The document ``ddsp-device status`` shows (see :mod:`ddsp_device.daemon.status`)."""
-        cfg, audio, engine = self.cfg, self.audio, self.engine
+        """The document ``ddsp-device status`` shows (see :mod:`ddsp_device.daemon.status`).
+
+        The audio settings are those in effect (the sink's, else the ones the service started
+        with), never a reloaded config's that waits for a restart (``restart_needed``).
+        """
+        audio_cfg, audio, engine = self.start_cfg.audio, self.audio, self.engine
         stats = audio.stats() if audio is not None else {}
         sink = getattr(audio, "sink", None)
         sensors = []
-        if self.rig is not None:
-            for s in self.rig.poller.latest.sensors:
+        rig = self.rig
+        if rig is not None:
+            for s in rig.poller.latest.sensors:
                 sensors.append({"name": s.name, "address": s.address, "state": "ok" if s.present else "absent",
                                 "faults": s.faults, "retries": s.retries, "reconnects": s.reconnects})
+        budget_ms = stats.get("budget_ms")
+        if budget_ms is None:
+            budget_ms = 1000.0 * audio_cfg.period_size / audio_cfg.sample_rate
         return {
             "version": __version__,
             "pid": os.getpid(),
             "model": self.model_name,
+            "model_path": self.model_path,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "cpu_load": stats.get("cpu_load"),
             "period_ms": stats.get("period_ms"),
-            "budget_ms": 1000.0 * cfg.audio.period_size / cfg.audio.sample_rate,
+            "budget_ms": budget_ms,
             "xruns": stats.get("xruns"),
             "sensors": sensors,
             "counters": {
@@ -400,10 +619,10 @@ class Service:
                 "reloads_refused": self.reloads_refused, "nonfinite_controls": getattr(engine, "nonfinite_controls", None),
             },
             "audio": {
-                "device": "file:" + self.options.out_wav if self.options.out_wav else cfg.audio.device,
-                "rate": getattr(sink, "sample_rate", cfg.audio.sample_rate),
-                "period": getattr(sink, "period_size", cfg.audio.period_size),
-                "periods": getattr(sink, "periods", cfg.audio.periods),
+                "device": "file:" + self.options.out_wav if self.options.out_wav else audio_cfg.device,
+                "rate": getattr(sink, "sample_rate", audio_cfg.sample_rate),
+                "period": getattr(sink, "period_size", audio_cfg.period_size),
+                "periods": getattr(sink, "periods", audio_cfg.periods),
                 "realtime": getattr(audio, "realtime", None),
                 "memory_locked": getattr(audio, "memory_locked", None),
             },
@@ -411,6 +630,7 @@ class Service:
                 "value": getattr(engine, "tone", None),
                 "from": "knob" if self.rig is not None and "tone" in self.rig.knob_roles else "config",
             },
+            "restart_needed": list(self.restart_needed),
             "muted": self._muted,
             "last_reload_error": self.last_reload_error,
         }
@@ -420,7 +640,16 @@ class Service:
         load = s.get("cpu_load")
         load_text = f"{100 * load:.0f}%" if isinstance(load, (int, float)) else "-"
         muted = ", muted" if self._muted else ""
-        return f"playing {self.model_name}{muted}, load {load_text}, xruns {s.get('xruns', 0)}"
+        restart = f", restart needed for {', '.join(self.restart_needed)}" if self.restart_needed else ""
+        return f"playing {self.model_name}{muted}, load {load_text}, xruns {s.get('xruns', 0)}{restart}"
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line of text: its message, or its type and message when unexpected."""
+    text = " ".join(str(err).split())
+    if isinstance(err, DdspDeviceError):
+        return text or type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def install_signal_handlers(service: Service) -> None:
@@ -452,16 +681,29 @@ def run_service(options: RunOptions, *, on_tick: Callable[[Service], None] | Non
     service.notifier = notifier = Notifier.from_env()
     install_signal_handlers(service)
     try:
-        name = service.selected_model()
-        try:
-            model = service.load_model(name)
-        except ModelError as err:
-            if name == cfg.model.name:
-                raise
-            log.error("selected model %r cannot be used (%s); playing [model] name %r instead", name, err, cfg.model.name)
-            name = cfg.model.name
-            model = service.load_model(name)
-        service.model_name = name
+        from ..library import model_to_play
+
+        selected = service.state.selected_model  # a name that is not a model name was refused on reading
+        loaded: dict[str, Any] = {}
+
+        def plays(name: str) -> bool:
+            try:
+                path = service.resolve(name, chosen=True)
+                loaded[name] = (service.load_model_file(path), path)
+            except ModelError as err:
+                log.error("selected model %r cannot be used (%s); playing [model] name %r instead",
+                          name, _one_line(err), cfg.model.name)
+                return False
+            return True
+
+        name, why = model_to_play(selected, cfg.model.name, plays)
+        if name in loaded and name == selected:
+            model, path = loaded.pop(name)
+        else:
+            path = service.resolve(name, chosen=False)
+            model = service.load_model_file(path)
+        service._set_playing(name, path, cfg)
+        log.debug("model %r: %s", name, why)
         service.engine = engine = Engine(model, EngineSettings.from_config(cfg))
         service.rig = service.start_controls()
         service.panel = service.start_panel()
@@ -469,7 +711,7 @@ def run_service(options: RunOptions, *, on_tick: Callable[[Service], None] | Non
         service.audio = audio = AudioThread(engine, service.open_sink, service.controls_reader(),
                                             cfg.audio.period_size, realtime_priority=options.realtime_priority)
         try:
-            service.status_server = StatusServer(service.status)
+            service.status_server = StatusServer(service.status, on_reload=service.request_reload)
         except (OSError, DdspDeviceError) as err:
             log.warning("status socket unavailable (%s); `ddsp-device status` will not answer", err)
         try:
@@ -551,8 +793,8 @@ def _control_loop(service: Service) -> None:
         if now - last_summary >= SUMMARY_INTERVAL_S:
             s = audio.stats()
             log.info("summary: %s; period p99 %.3f ms of %.3f ms; %s periods", service.status_line(),
-                     (s.get("period_ms") or {}).get("p99", float("nan")), 1000.0 * service.cfg.audio.period_size /
-                     service.cfg.audio.sample_rate, s.get("periods"))
+                     (s.get("period_ms") or {}).get("p99", float("nan")), s.get("budget_ms", float("nan")),
+                     s.get("periods"))
             last_summary = now
         service.stop_requested.wait(CONTROL_TICK_S)
 

@@ -183,7 +183,8 @@ def rss_mb() -> float:
 
 
 def broken_models(directory: Path) -> list[Path]:
-    """Files that must be refused: empty, truncated, random bytes, wrong tensors, Flex ops."""
+    """Files that must be refused, written into ``directory`` (a models directory: the daemon
+    takes selections by name only): empty, truncated, random bytes, wrong tensors, Flex ops."""
     good = (ROOT / "models" / "TestFixture.tflite").read_bytes()
     made = {
         "empty.tflite": b"",
@@ -198,13 +199,22 @@ def broken_models(directory: Path) -> list[Path]:
     for name in ("wrong_names.tflite", "flex.tflite", "dynamic_shape.tflite"):
         fixture = ROOT / "tests" / "fixtures" / "models" / name
         if fixture.is_file():
-            paths.append(fixture)
+            path = directory / name
+            path.write_bytes(fixture.read_bytes())
+            paths.append(path)
     return paths
 
 
-def valid_models() -> list[Path]:
+def valid_models(directory: Path) -> list[Path]:
+    """Models that play, copied into ``directory`` (a models directory)."""
     candidates = [ROOT / "models" / "TestFixture.tflite", ROOT / "tests" / "fixtures" / "models" / "float_window.tflite"]
-    return [p for p in candidates if p.is_file()]
+    paths = []
+    for source in candidates:
+        if source.is_file():
+            path = directory / source.name
+            path.write_bytes(source.read_bytes())
+            paths.append(path)
+    return paths
 
 
 class Soak:
@@ -218,12 +228,15 @@ class Soak:
         self.rng = random.Random(seed)
         # The emulated build starts at rest with the default calibration's rest level, and at
         # audio time the sensor thread may read too few times in that rest to auto-zero.
-        extra = ["panel.enabled=false"] + ([] if hardware else ["controls.pressure_auto_zero=false"])
+        self.tmp = tempfile.TemporaryDirectory(prefix="ddsp-soak-")
+        models = Path(self.tmp.name) / "models"  # the models offered, selected by name
+        models.mkdir()
+        extra = ["panel.enabled=false", f"model.directory={models}"]
+        extra += [] if hardware else ["controls.pressure_auto_zero=false"]
         self.options = RunOptions(config_file=config_file, overrides=list(overrides) + extra, emulate=not hardware)
         self.out_wav = out_wav
-        self.tmp = tempfile.TemporaryDirectory(prefix="ddsp-soak-")
-        self.broken = broken_models(Path(self.tmp.name))
-        self.valid = valid_models()
+        self.broken = broken_models(models)
+        self.valid = valid_models(models)
         self.sink: SoakSink | None = None
         self.clock: AudioClock | None = None
         self.bus = None
@@ -290,7 +303,7 @@ class Soak:
             else:
                 path = self.valid[self.reloads_valid % len(self.valid)]
                 self.reloads_valid += 1
-            service.state.selected_model = str(path)
+            service.state.selected_model = path.stem
             service.reload_requested.set()
             self.next_model_s = t + self._interval(self.faults.model)
         if t >= self.seconds:

@@ -14,6 +14,11 @@ one, never a mix; a leftover temp file (``.state.json.<pid>-<hex>.tmp``) is neve
 and :class:`StateStore` removes its own when it opens. A corrupt or half-written file (from a
 card that lied about fsync, or an edit by hand) is treated as absent with one warning naming it:
 the daemon must start anyway.
+
+``selected_model`` is untrusted input: members of the service's group write it (``ddsp-device
+models use``). Only a plain model name (:func:`~ddsp_device.library.validate_model_name`) is
+taken; anything else — a path such as ``../../../etc/passwd`` — is refused with a warning, and
+:meth:`StateStore.reload_selection` raises, so that the daemon refuses the reload that asks for it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomicfile import _temp_pattern, atomic_write_json
-from ..library import state_dir
+from ..errors import ModelError
+from ..library import state_dir, validate_model_name
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,18 @@ def _pid_alive(pid: int) -> bool:
 # -- the daemon's state ---------------------------------------------------------------------------
 
 
+def _valid_selection(model: Any, where: str = "state.json") -> str | None:
+    """``model`` if it is None or a plain model name; else ModelError naming the rule broken."""
+    if model is None:
+        return None
+    if not isinstance(model, str) or not model:
+        raise ModelError(f"{where}: selected_model {model!r} is not a model name")
+    try:
+        return validate_model_name(model)
+    except ModelError as err:
+        raise ModelError(f"{where}: selected_model {model!r} is not a model name ({err})") from None
+
+
 class StateStore:
     """The selected model and the lifetime counters, persisted in ``<directory>/state.json``.
 
@@ -166,10 +184,10 @@ class StateStore:
             return
         problems = []
         model = doc.pop("selected_model", None)
-        if model is None or (isinstance(model, str) and model):
-            self._selected_model = model
-        else:
-            problems.append(f"selected_model {model!r} is not a name")
+        try:
+            self._selected_model = _valid_selection(model)
+        except ModelError as err:
+            problems.append(str(err))
         counters = doc.pop("counters", {})
         if isinstance(counters, dict):
             for key, value in counters.items():
@@ -195,6 +213,7 @@ class StateStore:
     def selected_model(self, name: str | None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"selected_model: expected a model name or None, got {name!r}")
+        _valid_selection(name)  # a ModelError (a ValueError) for a path or any other non-name
         with self._lock:
             self._selected_model = name
             self._selection_changed = True  # written even if unchanged here: the file may differ
@@ -203,8 +222,15 @@ class StateStore:
 
     def reload_selection(self) -> str | None:
         """Re-read ``selected_model`` from ``state.json``: another process (``ddsp-device models
-        use``) may have chosen a model since. Returns the selection."""
-        on_disk = self._selection_on_disk()
+        use``) may have chosen a model since. Returns the selection.
+
+        Raises:
+            ModelError: ``state.json`` names something that is not a model name (the message
+                says what and which rule it breaks); the selection held is left as it was.
+        """
+        doc = read_json(self.path, default={})
+        raw = doc.get("selected_model") if isinstance(doc, dict) else None
+        on_disk = _valid_selection(raw, where=str(self.path))
         with self._lock:
             if not self._selection_changed:
                 self._selected_model = on_disk
@@ -213,7 +239,10 @@ class StateStore:
     def _selection_on_disk(self) -> str | None:
         doc = read_json(self.path, default={})
         model = doc.get("selected_model") if isinstance(doc, dict) else None
-        return model if isinstance(model, str) and model else None
+        try:
+            return _valid_selection(model)
+        except ModelError:
+            return None
 
     # -- counters -------------------------------------------------------------------------------
 

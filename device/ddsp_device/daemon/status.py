@@ -1,7 +1,19 @@
 """``ddsp-device status``: the daemon answers on a unix socket; a client asks and prints.
 
-The daemon runs a :class:`StatusServer` on ``<runtime dir>/status.sock``. Every connection gets
-one JSON document (UTF-8, then the server closes); the client sends nothing. The runtime dir is
+The daemon runs a :class:`StatusServer` on ``<runtime dir>/status.sock``. A client connects,
+sends at most one request line and closes its side; the server answers with one JSON document
+(UTF-8, then it closes). Requests:
+
+- nothing (or ``status``; a client that neither sends nor closes within ``request_timeout_s``
+  gets it too): the status document below;
+- ``reload``: ask the daemon to reload (as SIGHUP does), for users who may not signal it (it runs
+  as another user). Only root, the daemon's own user and members of the socket's group may ask:
+  the server reads the caller's credentials from the kernel (``SO_PEERCRED``, and its groups from
+  ``SO_PEERGROUPS`` or the group database). The answer is ``{"reload": "requested", "reloads": N}``
+  (``N``: reloads finished before this one; ``counters.reloads`` passes it when this one is done)
+  or ``{"error": …}``.
+
+The runtime dir is
 ``$RUNTIME_DIRECTORY`` under systemd (``RuntimeDirectory=ddsp-device``), else
 ``/run/ddsp-device`` when it exists and is writable, else (development) ``$XDG_RUNTIME_DIR/ddsp-device``
 or ``/tmp/ddsp-device-<uid>``. The socket is mode 0o660: the service's group may ask.
@@ -25,6 +37,7 @@ shows a missing or malformed value as ``-``)::
       "sensors": [{"name": "ribbon", "address": 72, "state": "ok", "faults": 0, "retries": 3}],
                                           # address: int (shown in hex) or text; state: free text
                                           # such as "ok", "fault", "absent", "emulated"
+      "restart_needed": ["audio.period_size"],   # changed by a reload, waiting for a restart
       "counters": {"xruns": 12, "faults": 3, "starts": 7, "uptime_s": 990000},  # lifetime
       "error": "..."                      # only when the status could not be produced
     }
@@ -44,6 +57,7 @@ import os
 import select
 import socket
 import stat
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -60,8 +74,13 @@ SOCKET_NAME = "status.sock"
 SOCKET_MODE = 0o660
 MAX_ANSWER_BYTES = 1 << 20
 
+MAX_REQUEST_BYTES = 64
+#: Linux's SO_PEERGROUPS (since 4.13; Python does not name it). The caller's supplementary groups.
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
 PathLike = str | os.PathLike[str]
 StatusProvider = Callable[[], Mapping[str, Any]]
+ReloadHandler = Callable[[], Mapping[str, Any]]
 
 
 class StatusError(DdspDeviceError, OSError):
@@ -147,9 +166,13 @@ class StatusServer:
         get_status: returns the status dict (see the module docstring). Called on a helper
             thread; it must not block the audio thread (read counters, take no audio locks).
         path: the socket; default ``runtime_dir() / "status.sock"``.
+        on_reload: called (on the server thread) for an allowed ``reload`` request; returns what
+            the answer adds (``{"reloads": N}``). It must only raise a flag. None: the server
+            refuses ``reload``.
         accept_timeout_s: how often the server thread checks for :meth:`close`.
         provider_timeout_s: how long one answer waits for ``get_status``.
         send_timeout_s: how long a client may take to read the answer.
+        request_timeout_s: how long the server waits for a client's request line.
 
     Raises:
         StatusError: the path is not a socket, another daemon answers on it, or it cannot be
@@ -161,11 +184,17 @@ class StatusServer:
         get_status: StatusProvider,
         path: PathLike | None = None,
         *,
+        on_reload: ReloadHandler | None = None,
         accept_timeout_s: float = 0.25,
         provider_timeout_s: float = 1.0,
         send_timeout_s: float = 1.0,
+        request_timeout_s: float = 0.25,
     ):
         self._get_status = get_status
+        self._on_reload = on_reload
+        self.request_timeout_s = float(request_timeout_s)
+        self.reloads_requested = 0
+        self.reloads_refused = 0
         self.accept_timeout_s = float(accept_timeout_s)
         self.provider_timeout_s = float(provider_timeout_s)
         self.send_timeout_s = float(send_timeout_s)
@@ -225,8 +254,9 @@ class StatusServer:
                 continue
             try:
                 with conn:
+                    request = self._read_request(conn)
                     conn.settimeout(self.send_timeout_s)
-                    conn.sendall(self.answer())
+                    conn.sendall(self._answer_request(conn, request))
                     self.answered += 1  # before the close that ends the client's read
             except OSError as err:  # the client went away or did not read in time
                 self.errors += 1
@@ -234,6 +264,61 @@ class StatusServer:
             except Exception:  # never let a bad answer end the server
                 self.errors += 1
                 log.exception("status socket %s: unexpected error while answering", self.path)
+
+    def _read_request(self, conn: socket.socket) -> str:
+        """The client's request line; "" when it sends none in time (an old client) or closes."""
+        conn.settimeout(self.request_timeout_s)
+        data = b""
+        try:
+            while b"\n" not in data and len(data) <= MAX_REQUEST_BYTES:
+                chunk = conn.recv(MAX_REQUEST_BYTES + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, BlockingIOError):
+            pass
+        return data.partition(b"\n")[0].decode("utf-8", "replace").strip()[:MAX_REQUEST_BYTES]
+
+    def _answer_request(self, conn: socket.socket, request: str) -> bytes:
+        if request in ("", "status"):
+            return self.answer()
+        if request == "reload":
+            return self._encode(self._reload(conn))
+        return self._encode({"error": f"unknown request {request!r}: send status or reload"})
+
+    def _reload(self, conn: socket.socket) -> dict[str, Any]:
+        if self._on_reload is None:
+            return {"error": "this server takes no reload requests"}
+        try:
+            pid, uid, gid = peer_credentials(conn)
+        except OSError as err:
+            self.reloads_refused += 1
+            log.warning("status socket %s: reload refused: cannot read the caller's credentials (%s)", self.path, err)
+            return {"error": f"reload refused: cannot read the caller's credentials ({err.strerror or err})"}
+        try:
+            socket_gid = os.stat(self.path).st_gid
+        except OSError:
+            socket_gid = os.getegid()
+        groups = peer_groups(conn)
+        if not reload_allowed(uid, gid, groups, daemon_uid=os.geteuid(), socket_gid=socket_gid):
+            self.reloads_refused += 1
+            group = _group_name(socket_gid)
+            log.warning("status socket: reload refused for uid %d (pid %d): not root, the daemon's user or in group %s",
+                        uid, pid, group)
+            return {"error": f"reload refused: uid {uid} is not root, the daemon's user or a member of group {group}"}
+        self.reloads_requested += 1
+        log.info("reload requested over the status socket by uid %d (pid %d)", uid, pid)
+        try:
+            extra = dict(self._on_reload())
+        except Exception as err:  # noqa: BLE001 - never let a handler end the server
+            log.exception("status socket: the reload handler failed")
+            return {"error": f"the daemon could not take the request: {type(err).__name__}: {err}"}
+        return {"reload": "requested", **extra}
+
+    def _encode(self, doc: dict[str, Any]) -> bytes:
+        doc.setdefault("pid", os.getpid())
+        doc.setdefault("version", __version__)
+        return json.dumps(_jsonable(doc), allow_nan=False).encode() + b"\n"
 
     def answer(self) -> bytes:
         """The document one connection receives, encoded (public for tests and ``--json``)."""
@@ -309,6 +394,62 @@ class StatusServer:
         return f"StatusServer({str(self.path)!r}, answered={self.answered})"
 
 
+def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end of a unix socket, from the kernel."""
+    size = struct.calcsize("3i")
+    return struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size))
+
+
+def peer_groups(conn: socket.socket) -> set[int] | None:
+    """The supplementary groups of the process at the other end, from the kernel; None when the
+    kernel cannot tell (before Linux 4.13)."""
+    try:
+        data = conn.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * 1024)
+    except OSError:
+        return None
+    n = len(data) // 4
+    return set(struct.unpack(f"{n}I", data[: 4 * n]))
+
+
+def _group_members(gid: int) -> set[str]:
+    try:
+        import grp
+
+        return set(grp.getgrgid(gid).gr_mem)
+    except (ImportError, KeyError):
+        return set()
+
+
+def _user_name(uid: int) -> str | None:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return None
+
+
+def _group_name(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def reload_allowed(uid: int, gid: int, groups: set[int] | None, *, daemon_uid: int, socket_gid: int) -> bool:
+    """May the caller ``uid`` (primary group ``gid``, supplementary ``groups``; None: unknown,
+    then the group database decides) ask the daemon to reload? Root, the daemon's own user and
+    members of the socket's group may."""
+    if uid == 0 or uid == daemon_uid or gid == socket_gid:
+        return True
+    if groups is not None:
+        return socket_gid in groups
+    name = _user_name(uid)
+    return name is not None and name in _group_members(socket_gid)
+
+
 def _remove_stale_socket(path: Path) -> None:
     try:
         st = os.lstat(path)
@@ -369,6 +510,29 @@ def query_status(path: PathLike | None = None, timeout_s: float = 1.0) -> dict[s
         StatusError: the daemon did not answer in time, the socket may not be used, or the
             answer is not a JSON object.
     """
+    return ask(path, "status", timeout_s)
+
+
+def ask_to_reload(path: PathLike | None = None, timeout_s: float = 1.0) -> dict[str, Any]:
+    """Ask the daemon to reload over its socket (for a user who may not signal it).
+
+    Returns:
+        The answer: ``{"reload": "requested", "reloads": N, "pid": …}``, or ``{"error": …}``
+        when the daemon refused (the caller is not in the socket's group, say).
+    Raises:
+        DaemonNotRunningError, StatusError: as :func:`query_status`.
+    """
+    return ask(path, "reload", timeout_s)
+
+
+def ask(path: PathLike | None, request: str, timeout_s: float = 1.0) -> dict[str, Any]:
+    """Send ``request`` (``status`` or ``reload``) and return the daemon's answer.
+
+    Raises:
+        DaemonNotRunningError: no socket, or nothing listening on it.
+        StatusError: the daemon did not answer in time, the socket may not be used, or the
+            answer is not a JSON object.
+    """
     sock_path = Path(path) if path is not None else find_socket()
     no_answer = f"ddsp-device daemon at {sock_path} did not answer within {timeout_s:g} s"
     deadline = time.monotonic() + timeout_s
@@ -391,6 +555,14 @@ def query_status(path: PathLike | None = None, timeout_s: float = 1.0) -> dict[s
             raise StatusError(no_answer) from None
         except OSError as err:
             raise StatusError(f"{sock_path}: cannot connect ({err.strerror or err})") from err
+        try:
+            # "status" is sent as no request at all: a server that does not read requests (an
+            # older daemon) would reset a connection that left unread bytes behind.
+            if request != "status":
+                sock.sendall(request.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)  # the whole request: the server answers at once
+        except OSError:
+            pass  # a server that answers without reading (or has closed): read what it sent
         chunks = []
         size = 0
         while True:
@@ -562,6 +734,9 @@ def format_status(d: Mapping[str, Any]) -> str:
         f"{'xruns':<10}{_count(d.get('xruns'))}",
         f"{'audio':<10}{_audio_line(d.get('audio'))}",
     ]
+    restart = d.get("restart_needed")
+    if isinstance(restart, list) and restart:
+        lines.append(f"{'restart':<10}needed for {', '.join(_text(k) for k in restart)} (running at the old values)")
     lines += _sensor_lines(d.get("sensors"))
     lines.append(f"{'counters':<10}{_counters_line(d.get('counters'))}")
     return "\n".join(lines)
