@@ -61,6 +61,7 @@ prepare "$WORK/wav" "$WORK/ds-rendered" --eq "$SOUNDFONT" --eq "$DISTANCE" --aug
 log "training to step $STEPS in $RUN (resumes from its latest checkpoint)"
 nice -n 10 $TRAIN train fit "$WORK/ds-phrases@0.4" "$WORK/ds-notes@0.3" "$WORK/ds-rendered@0.3" \
   --out "$RUN" --steps "$STEPS"
+cp "$WORK/distance-eq.json" "$WORK/soundfont-eq.json" "$RUN/"  # the voicing it was trained with, kept with the run
 log "exporting int8 and checking it on both runtimes"
 DDSP_DEVICE_RUNTIME=ai-edge-litert $TRAIN train export "$RUN" --out "$WORK/Violin.tflite" --name Violin \
   --check-python .venv/bin/python

@@ -17,7 +17,7 @@ from ddsp_device.train.runtime_check import stream_outputs
 
 pytestmark = pytest.mark.runtime
 
-MAX_BYTES = 2 * 1024 * 1024
+MAX_BYTES = 200 * 1024
 G3_HZ, E7_HZ = midi_to_hz(55), midi_to_hz(100)
 
 
@@ -43,7 +43,9 @@ def test_file_is_small_and_carries_its_provenance(violin_path):
     meta = read_metadata(violin_path)
     assert meta["name"] == "Violin"
     assert meta["sample_rate_hz"] == 48000 and meta["frame_rate_hz"] == 375.0 and meta["window_frames"] == 1
-    assert "MIT" in meta["licence"]
+    # the timbre comes from real violins; the soundfont only adds articulation and range
+    assert "CC-BY-3.0" in meta["licence"] and "MIT" in meta["licence"]
+    assert "Bach Violin Dataset" in meta["provenance"] and "Versilian Studios" in meta["provenance"]
     assert "FluidR3" in meta["provenance"] or "Fluid R3" in meta["provenance"]
     assert meta["training_steps"] > 1000
 
@@ -92,18 +94,44 @@ def test_engine_plays_it_in_tune(violin_path):
     assert abs(1200 * np.log2(peak_hz / (k * 440.0))) < 5.0
 
 
-def test_resynthesises_real_violin_recordings_better_than_a_plain_tone(paths, violin_path):
-    """Real violin notes it never trained on (VSCO 2 CE, tests/fixtures/real_violin), from their own
-    f0 and loudness through the runtime engine: closer than the TestFixture tone in spectral
-    distance and in tone colour (octave-band balance), and at about the right level."""
+def voiced_fixtures(root, out_dir):
+    """The real-violin fixtures (close-miked VSCO 2 CE notes) voiced to the listening distance by
+    the curve the Violin's recipe measured and trained with (``models/violin-run/distance-eq.json``),
+    as a dataset in ``out_dir``: zero-phase EQ by FFT, loudness measured again, f0 kept."""
+    import json
+
+    from ddsp_device.train import features as feat
+    from ddsp_device.train.data import load_clip, save_clip
+    from ddsp_device.train.prepare import eq_gain_db
+
+    points = json.loads((root / "models" / "violin-run" / "distance-eq.json").read_text())["points"]
+    (out_dir / "validation").mkdir(parents=True)
+    for path in sorted((root / "tests" / "fixtures" / "real_violin" / "validation").glob("*.npz")):
+        clip = load_clip(path)
+        spectrum = np.fft.rfft(clip.audio.astype(np.float64))
+        gains = 10.0 ** (eq_gain_db(np.fft.rfftfreq(clip.audio.size, 1.0 / clip.sample_rate), points) / 20.0)
+        audio = np.fft.irfft(spectrum * gains, clip.audio.size).astype(np.float32)
+        loudness = feat.normalise_loudness(feat.loudness_db(audio, clip.sample_rate, clip.hop))[: clip.n_frames]
+        save_clip(out_dir / "validation" / path.name, audio, clip.f0_hz, loudness, clip.sample_rate,
+                  clip.frame_rate_hz)
+    return out_dir
+
+
+def test_resynthesises_real_violin_notes_far_closer_than_a_sawtooth(paths, violin_path, tmp_path):
+    """Three real violin notes from the training set's close-miked source (VSCO 2 CE,
+    tests/fixtures/real_violin), voiced to the listening distance as the recipe voiced them,
+    resynthesised from their own f0 and loudness through the runtime engine: far closer than a
+    band-limited sawtooth driven by the same controls (floor-limited LSD), closer in tone colour,
+    and at about the right level. The independent judgement, on performances it never heard, is
+    the recipe's (models/README.md); this guards the shipped file on both runtimes."""
     from ddsp_device.train.evaluate import evaluate
 
-    real = paths.root / "tests" / "fixtures" / "real_violin"
-    violin = evaluate(violin_path, real)
-    fixture = evaluate(paths.demo, real)
-    assert [c.name for c in violin.clips] == ["A3", "A6", "E5"]
-    for ours, plain in zip(violin.clips, fixture.clips):
-        assert ours.spectral_distance < 0.85 * plain.spectral_distance, ours.name
-        assert ours.balance_error_db < plain.balance_error_db, ours.name  # closer in tone colour
-        assert ours.loudness_error_db < 6.0, ours.name
-    assert violin.mean_loudness_error_db < 4.0 and violin.mean_balance_error_db < 3.0, violin.summary()
+    dataset = voiced_fixtures(paths.root, tmp_path / "voiced")
+    report = evaluate(violin_path, dataset, baselines=("sawtooth",))
+    assert [c.name for c in report.clips] == ["A3", "A6", "E5"]
+    for clip in report.clips:
+        ours, saw = clip.scores["model"], clip.scores["sawtooth"]
+        assert ours.lsd_db < 0.6 * saw.lsd_db, (clip.name, ours.lsd_db, saw.lsd_db)
+        assert ours.balance_error_db < saw.balance_error_db, clip.name  # closer in tone colour
+        assert ours.loudness_error_db < 6.0, clip.name
+    assert report.mean_loudness_error_db < 4.0, report.summary()
