@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ddsp-device",
         description="A neural instrument in a box: controls -> int8 DDSP model -> harmonic+noise synth -> audio.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -384,6 +387,8 @@ def cmd_monitor(args) -> int:
 
     if not args.rate > 0:
         raise _UsageError(f"--rate: must be > 0, got {args.rate:g}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise _UsageError(f"--seconds: must be > 0, got {args.seconds:g}")
     return monitor_command(_load_config(args), sys.stdout, emulate=args.emulate, seconds=args.seconds,
                            rate_hz=args.rate)
 
@@ -391,10 +396,20 @@ def cmd_monitor(args) -> int:
 def cmd_calibrate(args) -> int:
     from .controls.tools import calibrate_command
 
-    if args.step_seconds is not None and not args.step_seconds > 0:
-        raise _UsageError(f"--step-seconds: must be > 0, got {args.step_seconds:g}")
+    if args.step_seconds is not None and not (args.step_seconds > 0 and args.step_seconds <= 3600):
+        raise _UsageError(f"--step-seconds: must be > 0 and at most 3600, got {args.step_seconds:g}")
+    if args.step_seconds is None and not _is_terminal(sys.stdin):
+        raise _UsageError("calibrate: each step waits for Enter, and standard input is not a terminal "
+                          "(ssh -t gives one); or collect each step for S seconds with --step-seconds S")
     return calibrate_command(_load_config(args), sys.stdout, emulate=args.emulate,
                              step_seconds=args.step_seconds, path=args.out)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stdin
+        return False
 
 
 def cmd_config(args) -> int:

@@ -276,10 +276,24 @@ class EmulatedPlayer:
 
 def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | None, path=None,
                       input_fn: Callable[[str], str] = input) -> int:
-    """The ``calibrate`` command: guided steps, then an atomic save to the state directory."""
+    """The ``calibrate`` command: guided steps, then an atomic save to the state directory.
+
+    ``path`` (``--out``) saves elsewhere; its directory must exist (checked before the first
+    step, so nobody plays through the steps for nothing), and the closing message says which
+    file the daemon reads. Without ``step_seconds`` each step waits for Enter through
+    ``input_fn``: the caller makes sure there is a terminal.
+
+    Raises:
+        ControlsError: a step failed, input ended (EOF), or the file cannot be saved.
+    """
+    from pathlib import Path
+
     from .bus import SYSTEM_CLOCK
     from .rig import build_rig, load_calibration
 
+    daemon_path = calibration_mod.default_path()
+    if path is not None and not Path(path).parent.is_dir():
+        raise ControlsError(f"{path}: cannot save the calibration there: directory {Path(path).parent} does not exist")
     previous, _ = load_calibration(cfg, path)
     collector = Collector()
     player = EmulatedPlayer(cfg, SYSTEM_CLOCK) if emulate else None
@@ -289,7 +303,10 @@ def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | 
             time.sleep(step_seconds if not message else 0.05)
     else:
         def wait(message: str) -> None:
-            input_fn(f"  {message} " if message else "")
+            try:
+                input_fn(f"  {message} " if message else "")
+            except EOFError:
+                raise ControlsError("calibrate: input ended before the last step; nothing saved") from None
 
     out.write("Calibrating the controls. Follow each step; nothing is saved until the end.\n")
     try:
@@ -298,9 +315,22 @@ def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | 
     finally:
         rig.close()
     saved = calibration_mod.save(calibration, path)
-    out.write(f"\nSaved {saved}. The daemon uses it on its next start or reload "
-              "(sudo systemctl reload ddsp-device).\n")
+    if _same_path(saved, daemon_path):
+        out.write(f"\nSaved {saved}. The daemon uses it on its next start or reload "
+                  "(sudo systemctl reload ddsp-device).\n")
+    else:
+        out.write(f"\nSaved {saved}. The daemon reads {daemon_path}, not this file: copy it there "
+                  "to use it, then reload the daemon (sudo systemctl reload ddsp-device).\n")
     return 0
+
+
+def _same_path(a, b) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def monitor_command(cfg, out: TextIO, *, emulate: bool, seconds: float | None, rate_hz: float) -> int:
