@@ -83,13 +83,21 @@ def resolve_model(name: str, directory: str | os.PathLike[str] | None = None) ->
     raise ModelError(f"model {name!r}: not found in {looked}{hint}")
 
 
+#: Unicode categories refused in model names: format characters (zero-width spaces and joiners,
+#: bidi overrides and isolates, the BOM, soft hyphens), line and paragraph separators, private use
+#: and unassigned code points -- characters that do not show, or change how the rest shows.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cn"})
+
+
 def validate_model_name(name: str) -> str:
     """Return ``name`` if it is a plain model name, the stem of ``<name>.tflite`` in one directory.
 
     Raises:
         ModelError: naming the rule broken: empty, a path separator, ``..``, a leading dot
             (hidden), a leading ``-`` (reads as an option), a leading or trailing space, a
-            control character, a ``.tflite`` ending, not UTF-8, or over :data:`MAX_NAME_BYTES`.
+            control character, an invisible or text-direction character (zero-width, bidi
+            override, :data:`_INVISIBLE_CATEGORIES`), a ``.tflite`` ending, not UTF-8, or over
+            :data:`MAX_NAME_BYTES`.
     """
     if not isinstance(name, str) or not name:
         raise ModelError("model name: empty; give a plain name such as Violin")
@@ -106,6 +114,13 @@ def validate_model_name(name: str) -> str:
         raise ModelError(f"{what}: begins or ends with white space")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise ModelError(f"{what}: contains a control character")
+    for ch in name:
+        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            label = unicodedata.name(ch, "unassigned")
+            raise ModelError(
+                f"{what}: contains U+{ord(ch):04X} ({label}), an invisible or text-direction character; "
+                "it would make two names look alike"
+            )
     if name.lower().endswith(MODEL_SUFFIX):
         raise ModelError(
             f"{what}: ends in {MODEL_SUFFIX}; give the name without it (the file becomes NAME{MODEL_SUFFIX})"
