@@ -239,6 +239,31 @@ def test_a_crash_in_the_loop_is_kept_for_the_control_thread():
     assert sink.closed == 1
 
 
+def test_late_periods_are_counted_where_no_underrun_can_show():
+    """A file never runs dry, so it reports no underrun: a period that took longer to compute
+    than it lasts is counted as late (every 4th one here sleeps twice the period's duration)."""
+    e = engine()
+    render = e.render
+    calls = [0]
+
+    def slow_every_4th(out, controls=None):
+        calls[0] += 1
+        if calls[0] % 4 == 0:
+            time.sleep(2 * PERIOD / SR)
+        return render(out, controls)
+
+    e.render = slow_every_4th
+    sink = MemorySink(SR)
+    t = quiet_thread(e, lambda: sink, Sensor().read)
+    with t:
+        wait_for(lambda: t.periods >= 40, timeout_s=120)
+    s = t.stats()
+    e.close()
+    assert s["xruns"] == 0
+    assert calls[0] // 4 <= s["late_periods"] <= calls[0]
+    assert s["budget_ms"] == pytest.approx(1000 * PERIOD / SR)
+
+
 def test_stats_on_demand():
     sink = PacedSink()
     with engine() as e, quiet_thread(e, lambda: sink, Sensor().read, stats_periods=256) as t:

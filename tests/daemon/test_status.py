@@ -35,6 +35,7 @@ FULL = {
     "period_ms": {"p50": 1.2, "p99": 2.5, "max": 4.1},
     "budget_ms": 5.333,
     "xruns": 0,
+    "late_periods": 2,
     "audio": {"device": "hw:CARD=sndrpihifiberry,DEV=0", "rate": 48000, "period": 256, "periods": 2},
     "sensors": [
         {"name": "ribbon", "address": 0x48, "state": "ok", "faults": 0, "retries": 3},
@@ -284,6 +285,7 @@ def test_format_full():
     assert "CPU load  23 %" in lines
     assert "compute   p50 1.20 ms, p99 2.50 ms, max 4.10 ms of 5.33 ms per period (max 77 %)" in lines
     assert "xruns     0" in lines
+    assert "late      2 periods over budget" in lines
     assert "audio     hw:CARD=sndrpihifiberry,DEV=0, 48000 Hz, 256 frames × 2 periods" in lines
     assert "  ribbon  0x48     ok          0        3" in lines
     assert "  breath  0x18     fault      12       40" in lines

@@ -386,6 +386,7 @@ class Service:
             "period_ms": stats.get("period_ms"),
             "budget_ms": 1000.0 * cfg.audio.period_size / cfg.audio.sample_rate,
             "xruns": stats.get("xruns"),
+            "late_periods": stats.get("late_periods"),
             "sensors": sensors,
             "counters": {
                 "periods": stats.get("periods"), "reopens": stats.get("reopens"),
@@ -409,7 +410,8 @@ class Service:
         load = s.get("cpu_load")
         load_text = f"{100 * load:.0f}%" if isinstance(load, (int, float)) else "-"
         muted = ", muted" if self._muted else ""
-        return f"playing {self.model_name}{muted}, load {load_text}, xruns {s.get('xruns', 0)}"
+        return (f"playing {self.model_name}{muted}, load {load_text}, xruns {s.get('xruns', 0)}, "
+                f"late periods {s.get('late_periods', 0)}")
 
 
 def install_signal_handlers(service: Service) -> None:

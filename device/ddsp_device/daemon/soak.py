@@ -368,6 +368,7 @@ class Soak:
             },
             "period_ms": stats.get("period_ms"),
             "max_period_ms": round(getattr(audio, "max_compute_ns", 0) / 1e6, 3) if audio is not None else None,
+            "late_periods": stats.get("late_periods"),
             "memory_mb": {"start": round(rss_start, 1) if rss_start else None,
                           "end": round(self.rss_end, 1) if self.rss_end else None,
                           "growth": round(growth, 2) if growth is not None else None},
@@ -404,7 +405,8 @@ def format_report(r: dict) -> str:
         f"{f['broken_models']} broken models, {f['valid_reloads']} valid reloads",
         f"survived: crashes {s['crashes']}, xruns counted {s['xruns_counted']}, crossfades {s['crossfades']}, "
         f"reloads refused {s['reloads_refused']}",
-        f"period compute: p50 {p.get('p50', '-')} ms, p99 {p.get('p99', '-')} ms, max {r['max_period_ms']} ms",
+        f"period compute: p50 {p.get('p50', '-')} ms, p99 {p.get('p99', '-')} ms, max {r['max_period_ms']} ms, "
+        f"late periods {r['late_periods']}",
         f"memory: {m['start']} MB at start, {m['end']} MB at end (growth {m['growth']} MB)",
         f"output: peak {r['peak_dbfs']} dBFS, NaN samples {r['nan_samples']}",
     ]
