@@ -3,8 +3,8 @@
 A model is named by its file name without ``.tflite`` (``Violin`` → ``Violin.tflite``). Names are
 looked up, in order, in ``[model] directory`` (when set), the state directory's ``models/``
 (``/var/lib/ddsp-device/models``, or ``$STATE_DIRECTORY/models`` under systemd) and the models
-bundled with the package (``models/`` of a source checkout, or ``share/ddsp-device/models`` of an
-installed one). Anything containing a path separator or ending in ``.tflite`` is a path.
+bundled with the package (``models/`` of a source checkout, ``ddsp_device/models`` in an installed
+wheel). Anything containing a path separator or ending in ``.tflite`` is a path.
 
 Names given to ``ddsp-device models add/use/remove`` must be plain names
 (:func:`validate_model_name`): a file name in the models directory, never a path.
@@ -33,10 +33,17 @@ def state_dir() -> Path:
 
 
 def bundled_models_dir() -> Path | None:
-    """The models shipped with the project, or None when neither location exists."""
-    checkout = Path(__file__).resolve().parents[2] / "models"
-    installed = Path(sys.prefix) / "share" / "ddsp-device" / "models"
-    for candidate in (checkout, installed):
+    """The models shipped with the project, or None when no location exists.
+
+    In order: ``models/`` of a source checkout (this file is ``device/ddsp_device/library.py``),
+    ``ddsp_device/models`` inside an installed wheel (package data), and
+    ``<prefix>/share/ddsp-device/models``.
+    """
+    here = Path(__file__).resolve().parent
+    checkout = here.parents[1] / "models"
+    if here.parent.name == "device" and checkout.is_dir():  # not whatever "models" lies above site-packages
+        return checkout
+    for candidate in (here / "models", Path(sys.prefix) / "share" / "ddsp-device" / "models"):
         if candidate.is_dir():
             return candidate
     return None
