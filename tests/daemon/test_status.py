@@ -143,7 +143,7 @@ def test_close_is_prompt_and_twice_harmless(sock_path):
     time.sleep(0.05)  # the server thread is waiting
     start, cpu = time.monotonic(), time.process_time()
     server.close()
-    assert time.monotonic() - start < 0.5  # woken, not waiting out accept_timeout_s
+    assert time.monotonic() - start < 2.5  # woken, not waiting out accept_timeout_s (5 s)
     assert time.process_time() - cpu < 0.2  # and not spinning
     assert not server.running
     server.close()

@@ -61,22 +61,27 @@ def format_state(state: ControlState, knob_roles: tuple[str, ...]) -> str:
 
 
 def run_monitor(
-    rig, out: TextIO, *, seconds: float | None = None, rate_hz: float = 20.0, tty: bool | None = None
+    rig, out: TextIO, *, seconds: float | None = None, rate_hz: float = 20.0, tty: bool | None = None,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Print the poller's newest state ``rate_hz`` times a second until ``seconds`` or Ctrl-C.
+    """Print the poller's newest state ``rate_hz`` times a second for ``seconds`` (after the
+    first scan, at most 1 s) or until Ctrl-C.
 
-    On a terminal the line is rewritten in place; otherwise one line per update.
+    On a terminal the line is rewritten in place; otherwise one line per update. Updates are
+    due at fixed times (``k / rate_hz``), so the rate holds however long a line takes to
+    print. ``clock`` and ``sleep`` are the wall clock's, or a test's.
     """
     tty = out.isatty() if tty is None else tty
     interval = 1.0 / rate_hz
     rig.poller.start()
-    t_end = None if seconds is None else time.monotonic() + seconds
-    first_by = time.monotonic() + 1.0  # let the first scan finish before showing health
-    while rig.poller.latest.raw is None and time.monotonic() < first_by:
-        time.sleep(0.01)
+    first_by = clock() + 1.0  # let the first scan finish before showing health
+    while rig.poller.latest.raw is None and clock() < first_by:
+        sleep(0.01)
     lines = 0
+    due = clock()
+    t_end = None if seconds is None else due + seconds  # ``seconds`` of readings
     try:
-        while t_end is None or time.monotonic() < t_end:
+        while t_end is None or clock() < t_end:
             line = format_state(rig.poller.latest, rig.knob_roles)
             if tty:
                 out.write("\r\x1b[K" + line)
@@ -84,7 +89,12 @@ def run_monitor(
                 out.write(line + "\n")
             out.flush()
             lines += 1
-            time.sleep(interval)
+            due += interval
+            wait = due - clock()
+            if wait > 0:
+                sleep(wait)
+            else:
+                due = clock()  # fell behind (a stalled terminal): carry on from now
     except KeyboardInterrupt:
         pass
     finally:
