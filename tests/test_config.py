@@ -576,3 +576,10 @@ def test_knob_inputs_that_do_not_clash_are_accepted(overrides):
 def test_hex_addresses_are_accepted(tmp_path):
     f = write(tmp_path / "c.toml", "[controls]\nadc_address = 0x49\n")
     assert load_config(f).controls.adc_address == 0x49
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    """Notepad and friends start a UTF-8 file with a BOM; the config reads the same without it."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[audio]\r\nperiod_size = 256\r\n")
+    assert load_config(path).audio.period_size == 256

@@ -45,11 +45,12 @@ def run_bench(
 ) -> dict:
     """Measure ``engine`` and return the report (see ``ddsp-device bench --help``)."""
     sr = engine.sample_rate
-    phrase = demo_phrase().frames(engine.hop, sr, tail_s=0.5)
-    n_frames = len(phrase.f0_hz)
+    f0_hz, loudness = demo_phrase().frames(engine.hop, sr, tail_s=0.5).arrays()  # whole, for the timed loop
+    n_frames = f0_hz.shape[0]
 
     def controls(frame: int) -> tuple[float, float]:  # the phrase, looped
-        return phrase(frame % n_frames)
+        i = frame % n_frames
+        return float(f0_hz[i]), float(loudness[i])
 
     out = np.empty(period_size, np.float32)
     n_periods = max(1, int(round(seconds * sr / period_size)))

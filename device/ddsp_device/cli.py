@@ -8,6 +8,7 @@ error at run time (model, audio, controls), 2 a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,12 @@ log = logging.getLogger("ddsp_device")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_TERMINATED = 128 + 15  # SIGTERM, as a shell reports it
+
+#: ``render``'s default bound on the audio it writes (last row plus tail), s: an hour.
+DEFAULT_MAX_RENDER_S = 3600.0
+#: The most ``--max-seconds`` may allow: 12 h fits a WAV file (4 GiB) at 48 kHz.
+MAX_RENDER_S = 12 * 3600.0
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -41,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ddsp-device",
         description="A neural instrument in a box: controls -> int8 DDSP model -> harmonic+noise synth -> audio.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -52,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, choices=(44100, 48000), metavar="HZ", help="output rate (default: [audio] sample_rate)")
     p.add_argument("--period", type=int, metavar="FRAMES", help="period size to render in (default: [audio] period_size)")
     p.add_argument("--tail", type=float, default=1.0, metavar="S", help="seconds rendered after the last row, loudness 0 (default 1.0)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_RENDER_S, metavar="S",
+                   help=f"refuse a render longer than this, last row plus tail (default {DEFAULT_MAX_RENDER_S:g}; "
+                        f"at most {MAX_RENDER_S:g})")
     _add_config_args(p)
 
     p = sub.add_parser("demo", help="render the built-in phrase to demo.wav and play it if a sound card is present")
@@ -160,21 +173,107 @@ def render_performance(engine, frames, sink, period: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- commands
-def cmd_render(args) -> int:
+def _check_period(period: int) -> None:
+    """``--period`` takes the range of ``audio.period_size``: one rule, kept in the config schema."""
+    from .config import SCHEMA
+
+    problem = SCHEMA["audio"].keys["period_size"].validate(period)
+    if problem is not None:
+        raise _UsageError(f"--period: {problem}")
+
+
+def _same_file(a, b) -> bool:
+    """``a`` and ``b`` name the same file (existing: same inode; else the same resolved path)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        from pathlib import Path
+
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_overwriting_inputs(out: str, option: str, inputs: dict) -> None:
+    """``--out`` must not name a file this command reads (``inputs``: option -> path)."""
+    for name, path in inputs.items():
+        if path and _same_file(out, path):
+            raise _UsageError(f"{option}: {out} is also {name}; choose another output file")
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a command was writing (raised from the signal handler)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While writing a file: SIGTERM raises :class:`Terminated` so the file is cleaned up."""
+    import signal
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_performance(engine, frames, out: str, period: int) -> dict:
+    """Render into ``out`` atomically: the complete file, or ``out`` left as it was."""
     from .audio.sinks import WavSink
+
+    try:
+        with _sigterm_raises(), WavSink(out, engine.sample_rate, max_block=period, atomic=True) as sink:
+            return render_performance(engine, frames, sink, period)
+    except (KeyboardInterrupt, Terminated):
+        print(f"error: interrupted; {out} was not written", file=sys.stderr)
+        raise
+
+
+def _warn_out_of_range(performance, engine, where: str) -> None:
+    """One warning when the controls leave the model's pitch range (it hears them clamped)."""
+    found = performance.out_of_range(engine.f0_min_hz, engine.f0_max_hz)
+    if found is None:
+        return
+    row, f0_hz = found
+    above_nyquist = " (at or above Nyquist, silent)" if f0_hz >= engine.nyquist_hz else ""
+    print(
+        f"warning: {where}: line {row + 1}: f0_hz {f0_hz:g}{above_nyquist} is outside model "
+        f"{engine.model.info.name}'s range {engine.f0_min_hz:.0f}..{engine.f0_max_hz:.0f} Hz; "
+        "the model hears the nearest end of its range (first of such rows; no more warnings)",
+        file=sys.stderr,
+    )
+
+
+def cmd_render(args) -> int:
+    import math
+
     from .performance import read_csv
 
+    if not (math.isfinite(args.max_seconds) and 0 < args.max_seconds <= MAX_RENDER_S):
+        raise _UsageError(f"--max-seconds: must be > 0 and at most {MAX_RENDER_S:g}, got {args.max_seconds:g}")
+    if not (math.isfinite(args.tail) and 0 <= args.tail <= args.max_seconds):
+        raise _UsageError(f"--tail: must be between 0 and --max-seconds ({args.max_seconds:g}), got {args.tail:g}")
     cfg = _load_config(args)
-    performance = read_csv(args.controls)
     period = args.period or cfg.audio.period_size
-    if not 1 <= period <= 4096:
-        raise _UsageError(f"--period: must be between 1 and 4096, got {period}")
-    if args.tail < 0:
-        raise _UsageError(f"--tail: must be >= 0, got {args.tail:g}")
+    _check_period(period)
+    _refuse_overwriting_inputs(args.out, "--out", {"--controls": args.controls, "--config": args.config})
+    performance = read_csv(args.controls)
+    total_s = performance.duration_s + args.tail
+    if total_s > args.max_seconds:
+        raise _UsageError(
+            f"{args.controls}: line {len(performance.time_s) + 1}: time_s {performance.duration_s:g} plus "
+            f"--tail {args.tail:g} makes {total_s:g} s of audio, more than --max-seconds {args.max_seconds:g}"
+        )
     with _engine(cfg, args.model, args.sample_rate) as engine:
+        _refuse_overwriting_inputs(args.out, "--out", {"the model file": engine.model.info.path})
+        _warn_out_of_range(performance, engine, args.controls)
         frames = performance.frames(engine.hop, engine.sample_rate, tail_s=args.tail)
-        with WavSink(args.out, engine.sample_rate, max_block=period) as sink:
-            result = render_performance(engine, frames, sink, period)
+        result = _write_performance(engine, frames, args.out, period)
         print(
             f"wrote {args.out}: {result['samples'] / engine.sample_rate:.2f} s at {engine.sample_rate} Hz, "
             f"peak {result['peak_dbfs']:.1f} dBFS, model {engine.model.info.name}"
@@ -185,19 +284,22 @@ def cmd_render(args) -> int:
 def cmd_demo(args) -> int:
     import time
 
-    from .audio.sinks import WavSink, read_wav
+    from .audio.sinks import read_wav
     from .performance import demo_phrase, write_csv
 
     cfg = _load_config(args)
+    if args.write_csv:
+        _refuse_overwriting_inputs(args.out, "--out", {"--write-csv": args.write_csv})
+    _refuse_overwriting_inputs(args.out, "--out", {"--config": args.config})
     phrase = demo_phrase()
     if args.write_csv:
         write_csv(phrase, args.write_csv)
     period = cfg.audio.period_size
     with _engine(cfg, args.model) as engine:
+        _refuse_overwriting_inputs(args.out, "--out", {"the model file": engine.model.info.path})
         frames = phrase.frames(engine.hop, engine.sample_rate, tail_s=1.0)
         t0 = time.perf_counter()
-        with WavSink(args.out, engine.sample_rate, max_block=period) as sink:
-            result = render_performance(engine, frames, sink, period)
+        result = _write_performance(engine, frames, args.out, period)
         elapsed = time.perf_counter() - t0
         seconds = result["samples"] / engine.sample_rate
         info = engine.model.info
@@ -232,8 +334,7 @@ def cmd_bench(args) -> int:
 
     cfg = _load_config(args)
     period = args.period or cfg.audio.period_size
-    if not 16 <= period <= 4096:
-        raise _UsageError(f"--period: must be between 16 and 4096, got {period}")
+    _check_period(period)
     if not args.seconds > 0:
         raise _UsageError(f"--seconds: must be > 0, got {args.seconds:g}")
     with _engine(cfg, args.model) as engine:
@@ -286,6 +387,8 @@ def cmd_monitor(args) -> int:
 
     if not args.rate > 0:
         raise _UsageError(f"--rate: must be > 0, got {args.rate:g}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise _UsageError(f"--seconds: must be > 0, got {args.seconds:g}")
     return monitor_command(_load_config(args), sys.stdout, emulate=args.emulate, seconds=args.seconds,
                            rate_hz=args.rate)
 
@@ -293,10 +396,20 @@ def cmd_monitor(args) -> int:
 def cmd_calibrate(args) -> int:
     from .controls.tools import calibrate_command
 
-    if args.step_seconds is not None and not args.step_seconds > 0:
-        raise _UsageError(f"--step-seconds: must be > 0, got {args.step_seconds:g}")
+    if args.step_seconds is not None and not (args.step_seconds > 0 and args.step_seconds <= 3600):
+        raise _UsageError(f"--step-seconds: must be > 0 and at most 3600, got {args.step_seconds:g}")
+    if args.step_seconds is None and not _is_terminal(sys.stdin):
+        raise _UsageError("calibrate: each step waits for Enter, and standard input is not a terminal "
+                          "(ssh -t gives one); or collect each step for S seconds with --step-seconds S")
     return calibrate_command(_load_config(args), sys.stdout, emulate=args.emulate,
                              step_seconds=args.step_seconds, path=args.out)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stdin
+        return False
 
 
 def cmd_config(args) -> int:
@@ -359,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return EXIT_TERMINATED
     except BrokenPipeError:
         return 0
 

@@ -587,7 +587,7 @@ def _read_file(
 
 def _parse_toml(raw: bytes, origin: str, problems: list[str]) -> dict[str, Any] | None:
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a UTF-8 BOM, as some Windows editors write, is fine
     except UnicodeDecodeError as err:
         problems.append(f"{origin}: invalid TOML: not UTF-8 (byte {err.start})")
         return None

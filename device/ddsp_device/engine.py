@@ -80,13 +80,15 @@ class _HopPipeline:
     """
 
     def __init__(
-        self, hop: int, n_harmonics: int, sample_rate: int, settings: "EngineSettings", basis: np.ndarray
+        self, hop: int, n_harmonics: int, sample_rate: int, settings: "EngineSettings", basis: np.ndarray,
+        reverb_like=None,
     ):
         self.hop = hop
         self.harmonic = HarmonicScratch(n_harmonics, hop)
         self.noise = NoiseState(hop, int(settings.noise_seed), basis)
         self.tone = make_tone(sample_rate, max_block=hop)
-        self.reverb = make_reverb(sample_rate, settings.reverb_decay_s, max_block=hop)
+        # like the playing reverb: no matrix product here, beside the audio thread's (see make_reverb)
+        self.reverb = make_reverb(sample_rate, settings.reverb_decay_s, max_block=hop, like=reverb_like)
         self.dc = make_dc_blocker(sample_rate, max_block=hop)
         self.limiter = make_limiter(sample_rate, max_block=hop)
         self.harm_out = np.zeros(hop, np.float32)
@@ -321,7 +323,8 @@ class Engine:
         # Once the last request was taken, self.hop is final until this one is taken.
         pipeline = None
         if hop != self.hop:
-            pipeline = _HopPipeline(hop, self.n_harmonics, self.sample_rate, self.settings, basis)
+            pipeline = _HopPipeline(hop, self.n_harmonics, self.sample_rate, self.settings, basis,
+                                    reverb_like=self._reverb)
         self._incoming = _Swap(model, hop, crossfade_hops, basis, pipeline)
 
     def collect_retired(self) -> int:

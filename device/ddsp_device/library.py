@@ -3,9 +3,9 @@
 A model is named by its file name without ``.tflite`` (``Violin`` → ``Violin.tflite``). Names are
 looked up, in order, in ``[model] directory`` (when set), the state directory's ``models/``
 (``/var/lib/ddsp-device/models``, or ``$STATE_DIRECTORY/models`` under systemd) and the models
-bundled with the package (``models/`` of a source checkout, or ``share/ddsp-device/models`` of an
-installed one). In ``[model] name`` (the config, written by root) anything containing a path
-separator or ending in ``.tflite`` is a path.
+bundled with the package (``models/`` of a source checkout, ``share/ddsp-device/models`` of an
+installed box, ``ddsp_device/models`` in an installed wheel). In ``[model] name`` (the config,
+written by root) anything containing a path separator or ending in ``.tflite`` is a path.
 
 Names that come from anywhere else — ``ddsp-device models add/use/remove``, the selection in
 ``state.json`` (writable by the service's group) — must be plain names
@@ -42,10 +42,17 @@ def state_dir() -> Path:
 
 
 def bundled_models_dir() -> Path | None:
-    """The models shipped with the project, or None when neither location exists."""
-    checkout = Path(__file__).resolve().parents[2] / "models"
-    installed = Path(sys.prefix) / "share" / "ddsp-device" / "models"
-    for candidate in (checkout, installed):
+    """The models shipped with the project, or None when no location exists.
+
+    In order: ``models/`` of a source checkout (this file is ``device/ddsp_device/library.py``),
+    ``ddsp_device/models`` inside an installed wheel (package data), and
+    ``<prefix>/share/ddsp-device/models``.
+    """
+    here = Path(__file__).resolve().parent
+    checkout = here.parents[1] / "models"
+    if here.parent.name == "device" and checkout.is_dir():  # not whatever "models" lies above site-packages
+        return checkout
+    for candidate in (here / "models", Path(sys.prefix) / "share" / "ddsp-device" / "models"):
         if candidate.is_dir():
             return candidate
     return None
@@ -105,13 +112,21 @@ def resolve_model_name(name: str, directory: str | os.PathLike[str] | None = Non
     return resolve_model(name, directory)
 
 
+#: Unicode categories refused in model names: format characters (zero-width spaces and joiners,
+#: bidi overrides and isolates, the BOM, soft hyphens), line and paragraph separators, private use
+#: and unassigned code points -- characters that do not show, or change how the rest shows.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cn"})
+
+
 def validate_model_name(name: str) -> str:
     """Return ``name`` if it is a plain model name, the stem of ``<name>.tflite`` in one directory.
 
     Raises:
         ModelError: naming the rule broken: empty, a path separator, ``..``, a leading dot
             (hidden), a leading ``-`` (reads as an option), a leading or trailing space, a
-            control character, a ``.tflite`` ending, not UTF-8, or over :data:`MAX_NAME_BYTES`.
+            control character, an invisible or text-direction character (zero-width, bidi
+            override, :data:`_INVISIBLE_CATEGORIES`), a ``.tflite`` ending, not UTF-8, or over
+            :data:`MAX_NAME_BYTES`.
     """
     if not isinstance(name, str) or not name:
         raise ModelError("model name: empty; give a plain name such as Violin")
@@ -128,6 +143,13 @@ def validate_model_name(name: str) -> str:
         raise ModelError(f"{what}: begins or ends with white space")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise ModelError(f"{what}: contains a control character")
+    for ch in name:
+        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            label = unicodedata.name(ch, "unassigned")
+            raise ModelError(
+                f"{what}: contains U+{ord(ch):04X} ({label}), an invisible or text-direction character; "
+                "it would make two names look alike"
+            )
     if name.lower().endswith(MODEL_SUFFIX):
         raise ModelError(
             f"{what}: ends in {MODEL_SUFFIX}; give the name without it (the file becomes NAME{MODEL_SUFFIX})"

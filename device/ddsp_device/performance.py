@@ -44,31 +44,75 @@ class Performance:
         f0 linearly in log-frequency (a glide between two rows is uniform in pitch). Before the
         first row the first row holds; after the last row the last f0 holds and, for ``tail_s``
         seconds, loudness is 0 so the reverb and filters ring out.
+
+        The frames are computed a block at a time as the engine pulls them, so memory does not
+        grow with the length rendered.
         """
         total_s = self.duration_s + tail_s
         n_frames = int(math.ceil(total_s * sample_rate / hop)) + 1
-        t = np.arange(n_frames) * (hop / sample_rate)
-        f0 = np.exp2(np.interp(t, self.time_s, np.log2(self.f0_hz)))
-        loud = np.interp(t, self.time_s, self.loudness)
-        loud[t > self.duration_s] = 0.0
         n_samples = int(round(total_s * sample_rate))
-        return FrameControls(f0_hz=f0, loudness=loud, n_samples=n_samples)
+        return FrameControls(self, hop, sample_rate, n_frames, n_samples)
+
+    def out_of_range(self, f0_min_hz: float, f0_max_hz: float) -> "tuple[int, float] | None":
+        """The first row (1-based) whose f0 lies outside ``f0_min_hz..f0_max_hz``, with its f0;
+        None when every row is inside."""
+        bad = np.flatnonzero((self.f0_hz < f0_min_hz) | (self.f0_hz > f0_max_hz))
+        if not bad.size:
+            return None
+        return int(bad[0]) + 1, float(self.f0_hz[bad[0]])
 
 
-@dataclass(frozen=True)
+_EMPTY = np.zeros(0)
+
+
 class FrameControls:
     """Controls at the engine's frame rate, pulled frame by frame while rendering.
 
     Calling it with a frame index returns ``(f0_hz, loudness)``; past the end, the last frame.
+    Frames are computed ``block_frames`` at a time (the engine pulls them in order), so a render
+    of any length holds one block: ``[block_frames]`` f0 and loudness.
+
+    Attributes:
+        n_frames: frames the performance (with its tail) covers.
+        n_samples: samples to render.
     """
 
-    f0_hz: np.ndarray
-    loudness: np.ndarray
-    n_samples: int
+    BLOCK_FRAMES = 4096
+
+    def __init__(self, performance: Performance, hop: int, sample_rate: int, n_frames: int, n_samples: int,
+                 block_frames: int = BLOCK_FRAMES):
+        self.performance = performance
+        self.hop = int(hop)
+        self.sample_rate = int(sample_rate)
+        self.n_frames = int(n_frames)
+        self.n_samples = int(n_samples)
+        self._block_frames = int(block_frames)
+        self._log2_f0 = np.log2(performance.f0_hz)
+        self._start = 0
+        self._f0_hz = self._loudness = _EMPTY
+
+    def _compute(self, start: int, stop: int) -> "tuple[np.ndarray, np.ndarray]":
+        """``[stop - start]`` f0 (Hz) and loudness for frames ``start..stop-1``."""
+        p = self.performance
+        t = np.arange(start, stop) * (self.hop / self.sample_rate)
+        f0 = np.exp2(np.interp(t, p.time_s, self._log2_f0))
+        loud = np.interp(t, p.time_s, p.loudness)
+        loud[t > p.duration_s] = 0.0
+        return f0, loud
+
+    def arrays(self) -> "tuple[np.ndarray, np.ndarray]":
+        """Every frame at once, ``([n_frames] f0_hz, [n_frames] loudness)`` (allocates them all)."""
+        return self._compute(0, self.n_frames)
 
     def __call__(self, frame: int) -> tuple[float, float]:
-        i = frame if frame < len(self.f0_hz) else len(self.f0_hz) - 1
-        return float(self.f0_hz[i]), float(self.loudness[i])
+        i = frame if frame < self.n_frames else self.n_frames - 1
+        j = i - self._start
+        if not 0 <= j < self._f0_hz.shape[0]:
+            self._start = i
+            self._f0_hz = self._loudness = _EMPTY  # the old block goes before the new one comes
+            self._f0_hz, self._loudness = self._compute(i, min(i + self._block_frames, self.n_frames))
+            j = 0
+        return float(self._f0_hz[j]), float(self._loudness[j])
 
 
 def validate(time_s, f0_hz, loudness, *, where: str = "performance") -> Performance:
@@ -111,7 +155,7 @@ def read_csv(path: str | Path) -> Performance:
     """
     path = Path(path)
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # a UTF-8 BOM (Excel's CSV) is fine
             rows = list(csv.reader(fh))
     except OSError as err:
         raise ControlsError(f"{path}: cannot read: {err.strerror or err}") from err

@@ -28,6 +28,58 @@ def test_wav_unwritable_path_is_an_audio_error(tmp_path):
         WavSink(tmp_path / "no" / "such" / "dir.wav", 48000)
 
 
+def _declared_frames(path) -> int:
+    """Frames the file's header declares, read by the wave module as any player would."""
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes()
+
+
+def test_streaming_wav_header_keeps_up_without_close(tmp_path):
+    """A WAV the process never closes (SIGKILL, power cut) still says how much audio it holds."""
+    path = tmp_path / "live.wav"
+    sink = WavSink(path, 48000, max_block=128, header_every_s=0.5)
+    block = np.full(128, 0.25, np.float32)
+    for _ in range(3 * 48000 // 128):  # 3 s, never closed
+        sink.write(block)
+    declared = _declared_frames(path)
+    on_disk = (path.stat().st_size - 44) // 2
+    assert 2.5 * 48000 <= declared <= on_disk <= 3 * 48000
+    audio, rate = read_wav(path)
+    assert rate == 48000 and len(audio) == declared and np.allclose(audio, 0.25, atol=1e-4)
+    sink.close()
+    assert _declared_frames(path) == 3 * 48000
+
+
+def test_atomic_wav_appears_only_when_complete(tmp_path):
+    path = tmp_path / "take.wav"
+    path.write_bytes(b"old take")
+    sink = WavSink(path, 48000, max_block=64, atomic=True)
+    sink.write(np.zeros(64, np.float32))
+    assert path.read_bytes() == b"old take"  # still being written under a temp name
+    sink.close()
+    assert _declared_frames(path) == 64 and [p.name for p in tmp_path.iterdir()] == ["take.wav"]
+
+    with pytest.raises(RuntimeError):
+        with WavSink(path, 48000, max_block=64, atomic=True) as sink:
+            sink.write(np.zeros(64, np.float32))
+            raise RuntimeError("render failed")
+    assert _declared_frames(path) == 64 and [p.name for p in tmp_path.iterdir()] == ["take.wav"]
+
+
+def test_wav_refuses_to_pass_the_riff_size_limit(tmp_path):
+    from ddsp_device.audio.sinks import wav_max_seconds
+
+    sink = WavSink(tmp_path / "full.wav", 48000, max_block=128)
+    sink.frames_written = sink._max_frames - 100  # as after ~12 h
+    with pytest.raises(AudioError, match="full: a WAV file holds at most 44739 s"):
+        sink.write(np.zeros(128, np.float32))
+    assert 12 * 3600 < wav_max_seconds(48000) and 12 * 3600 < wav_max_seconds(44100)
+    sink.frames_written = 0
+    sink.close()
+
+
 def test_null_and_memory_sinks():
     x = np.ones(64, np.float32)
     with NullSink() as n, MemorySink() as m:

@@ -145,11 +145,20 @@ def test_load_absent_returns_none(tmp_path):
     assert load(tmp_path / "nothing.json") is None
 
 
-def test_save_creates_the_directory_and_round_trips(tmp_path):
+def test_save_creates_the_state_directory_and_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     path = tmp_path / "state" / "calibration.json"
-    assert save(example(), path) == path
+    assert save(example()) == path
     assert load(path) == example()
     assert sorted(p.name for p in path.parent.iterdir()) == ["calibration.json"]
+
+
+def test_save_elsewhere_needs_an_existing_directory(tmp_path):
+    """`calibrate --out /nonexistent/c.json` must not create /nonexistent."""
+    with pytest.raises(ControlsError, match="cannot save the calibration"):
+        save(example(), tmp_path / "nonexistent" / "c.json")
+    assert not (tmp_path / "nonexistent").exists()
+    assert save(example(), tmp_path / "c.json") == tmp_path / "c.json"
 
 
 def test_load_names_the_file_when_malformed(tmp_path):

@@ -53,7 +53,7 @@ def turn(factory, clockwise, steps=1):
         second.drive_high()
 
 
-def wait_for(predicate, timeout_s=2.0):
+def wait_for(predicate, timeout_s=10.0):  # a bound on a hang only: returns when it holds
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -115,8 +115,7 @@ def test_holding_the_button_toggles_mute_once(panel, factory):
 
 def test_a_short_press_does_nothing_by_default(panel, factory):
     button = pin(factory, SETTINGS.button_pin)
-    button.drive_low()
-    time.sleep(HOLD_S / 4)
+    button.drive_low()  # released at once: short however slow the machine (no sleep to overrun HOLD_S)
     button.drive_high()
     time.sleep(HOLD_S * 1.5)
     assert panel.events.drain() == []
@@ -130,8 +129,7 @@ def test_a_short_press_can_be_given_an_action(factory, action, expected):
     settings = PanelSettings(hold_time_s=HOLD_S, button_bounce_s=None, short_press=action)
     with Panel(settings, pin_factory=factory) as panel:
         button = pin(factory, settings.button_pin)
-        button.drive_low()
-        time.sleep(HOLD_S / 4)
+        button.drive_low()  # released at once: a short press on any machine
         button.drive_high()
         assert panel.events.drain() == [expected]
         # A long press is still the hold action only, not the short one as well.
@@ -186,7 +184,7 @@ def test_error_shows_its_pattern(panel, factory):
     pin(factory, SETTINGS.led_pin).clear_states()
     panel.set_led(LedMode.ERROR)
     # two flashes (on, off, on, off), then the pause, then it starts again
-    assert wait_for(lambda: led_values(factory).count(1.0) >= 3, timeout_s=3.0)
+    assert wait_for(lambda: led_values(factory).count(1.0) >= 3)
     assert set(led_values(factory)) <= {0.0, 1.0}
     assert ERROR_PATTERN.count(1.0) == 2
 

@@ -170,7 +170,9 @@ def test_calibrate_refuses_a_ribbon_that_does_not_move(tmp_path, capsys, monkeyp
     assert not out.exists()
 
 
-def test_monitor_prints_at_least_10_lines_a_second():
+def test_monitor_prints_rate_hz_lines_a_second():
+    """Counted on the monitor's own clock (a fake one here), so machine speed cannot change it;
+    a slow line (0.05 s of the 1/12 s) does not lower the rate."""
     buf = io.StringIO()
     from ddsp_device.controls.rig import build_rig as br
     from ddsp_device.controls.bus import SYSTEM_CLOCK
@@ -179,8 +181,18 @@ def test_monitor_prints_at_least_10_lines_a_second():
     c = cfg()
     player = EmulatedPlayer(c, SYSTEM_CLOCK, gesture=True)
     rig = br(c, bus=player.bus)
-    n = run_monitor(rig, buf, seconds=1.0, rate_hz=12.0, tty=False)
-    assert n >= 10
+    now = [0.0]
+
+    class SlowTerminal(io.StringIO):
+        def flush(self):
+            now[0] += 0.05  # printing takes time
+
+    def sleep(s):
+        now[0] += s
+
+    buf = SlowTerminal()
+    n = run_monitor(rig, buf, seconds=2.0, rate_hz=12.0, tty=False, clock=lambda: now[0], sleep=sleep)
+    assert n == 24
     assert all("f0" in line for line in buf.getvalue().splitlines())
 
 
@@ -188,3 +200,64 @@ def test_monitor_without_i2c_names_the_bus(capsys):
     assert main(["monitor", "--seconds", "0.1", "-o", "controls.i2c_bus=29"]) == 1
     err = capsys.readouterr().err
     assert "/dev/i2c-29" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibrate_without_a_terminal_is_one_line(tmp_path, capsys, monkeypatch):
+    """`ssh box ddsp-device calibrate` or `</dev/null`: no EOFError traceback, exit 2."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--emulate", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a terminal" in err[0] and "--step-seconds" in err[0]
+    assert not out.exists()
+
+
+def test_calibrate_input_ending_midway_is_one_line(tmp_path, capsys, monkeypatch):
+    from ddsp_device.controls.tools import calibrate_command
+    from ddsp_device.errors import ControlsError
+
+    def closed(prompt):
+        raise EOFError
+
+    with pytest.raises(ControlsError, match="input ended"):
+        calibrate_command(cfg(), io.StringIO(), emulate=True, step_seconds=None, path=tmp_path / "c.json",
+                          input_fn=closed)
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_calibrate_out_in_a_missing_directory_creates_nothing(tmp_path, capsys):
+    target = tmp_path / "nonexistent" / "c.json"
+    assert main(["calibrate", "--emulate", "--step-seconds", "0.1", "--out", str(target)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+    assert not target.parent.exists()
+
+
+def test_calibrate_says_which_file_the_daemon_reads(tmp_path, capsys, monkeypatch):
+    import ddsp_device.controls.tools as tools
+
+    # the steps themselves are tested above; here only where the result goes and what is said
+    monkeypatch.setattr(tools, "run_calibration", lambda rig, collector, session, out, **kw: default_calibration(cfg()))
+    elsewhere = tmp_path / "elsewhere.json"
+    assert main(["calibrate", "--emulate", "--step-seconds", "0.1", "--out", str(elsewhere)]) == 0
+    text = capsys.readouterr().out
+    daemon_file = tmp_path / "state" / "calibration.json"
+    assert f"The daemon reads {daemon_file}, not this file" in text and "uses it on its next start" not in text
+    assert elsewhere.is_file() and not daemon_file.exists()
+    assert main(["calibrate", "--emulate", "--step-seconds", "0.1"]) == 0
+    assert f"Saved {daemon_file}. The daemon uses it on its next start" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "nan"])
+def test_monitor_refuses_a_duration_that_shows_nothing(capsys, seconds):
+    assert main(["monitor", "--emulate", "--seconds", seconds]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seconds: must be > 0" in err[0]
+
+
+def test_version(capsys):
+    from ddsp_device import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"ddsp-device {__version__}"

@@ -65,7 +65,7 @@ def quiet_thread(e, open_sink, controls, **kw):
     return AudioThread(e, open_sink, controls, PERIOD, **kw)
 
 
-def wait_for(condition, timeout_s=10.0):
+def wait_for(condition, timeout_s=60.0):  # a bound on a hang only: returns when the condition holds
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -83,7 +83,7 @@ def test_periods_flow_and_controls_are_applied():
     sensor = Sensor(440.0, 0.8)
     sink = PacedSink()
     with engine() as e, quiet_thread(e, lambda: sink, sensor.read) as t:
-        assert t.first_period_written.wait(5.0)
+        assert t.first_period_written.wait(60.0)
         wait_for(lambda: t.periods >= 400)
         sensor.latest = (660.0, 0.8)
         mark = t.periods
@@ -168,7 +168,7 @@ def test_stop_during_back_off_is_prompt():
         wait_for(lambda: t.open_failures >= 1)
         started = time.monotonic()
         t.stop()
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 2.5  # woken: not waiting out the 5 s back-off
         assert not t.is_alive() and t.error is None
 
 
@@ -178,10 +178,10 @@ def test_first_period_written_and_stop_are_prompt_and_close_twice_is_harmless():
         t = quiet_thread(e, lambda: sink, Sensor().read)
         assert not t.first_period_written.is_set()
         t.start()
-        assert t.first_period_written.wait(5.0)
+        assert t.first_period_written.wait(60.0)
         started = time.monotonic()
         t.stop()
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.5  # joined, not given up after stop()'s 2 s
         assert not t.is_alive() and sink.closed == 1
         t.stop()
         t.close()
@@ -237,6 +237,31 @@ def test_a_crash_in_the_loop_is_kept_for_the_control_thread():
         assert isinstance(t.error, ZeroDivisionError)
         assert any("sensor bug" in m for m in t.drain_events())
     assert sink.closed == 1
+
+
+def test_late_periods_are_counted_where_no_underrun_can_show():
+    """A file never runs dry, so it reports no underrun: a period that took longer to compute
+    than it lasts is counted as late (every 4th one here sleeps twice the period's duration)."""
+    e = engine()
+    render = e.render
+    calls = [0]
+
+    def slow_every_4th(out, controls=None):
+        calls[0] += 1
+        if calls[0] % 4 == 0:
+            time.sleep(2 * PERIOD / SR)
+        return render(out, controls)
+
+    e.render = slow_every_4th
+    sink = MemorySink(SR)
+    t = quiet_thread(e, lambda: sink, Sensor().read)
+    with t:
+        wait_for(lambda: t.periods >= 40, timeout_s=120)
+    s = t.stats()
+    e.close()
+    assert s["xruns"] == 0
+    assert calls[0] // 4 <= s["late_periods"] <= calls[0]
+    assert s["budget_ms"] == pytest.approx(1000 * PERIOD / SR)
 
 
 def test_stats_on_demand():

@@ -36,6 +36,7 @@ FULL = {
     "period_ms": {"p50": 1.2, "p99": 2.5, "max": 4.1},
     "budget_ms": 5.333,
     "xruns": 0,
+    "late_periods": 2,
     "audio": {"device": "hw:CARD=sndrpihifiberry,DEV=0", "rate": 48000, "period": 256, "periods": 2},
     "sensors": [
         {"name": "ribbon", "address": 0x48, "state": "ok", "faults": 0, "retries": 3},
@@ -143,7 +144,7 @@ def test_close_is_prompt_and_twice_harmless(sock_path):
     time.sleep(0.05)  # the server thread is waiting
     start, cpu = time.monotonic(), time.process_time()
     server.close()
-    assert time.monotonic() - start < 0.5  # woken, not waiting out accept_timeout_s
+    assert time.monotonic() - start < 2.5  # woken, not waiting out accept_timeout_s (5 s)
     assert time.process_time() - cpu < 0.2  # and not spinning
     assert not server.running
     server.close()
@@ -286,6 +287,7 @@ def test_format_full():
     assert "CPU load  23 %" in lines
     assert "compute   p50 1.20 ms, p99 2.50 ms, max 4.10 ms of 5.33 ms per period (max 77 %)" in lines
     assert "xruns     0" in lines
+    assert "late      2 periods over budget" in lines
     assert "audio     hw:CARD=sndrpihifiberry,DEV=0, 48000 Hz, 256 frames × 2 periods" in lines
     assert "  ribbon  0x48     ok          0        3" in lines
     assert "  breath  0x18     fault      12       40" in lines

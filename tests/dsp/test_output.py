@@ -568,8 +568,11 @@ def test_no_stage_allocates_arrays_per_block(monkeypatch):
         assert peak < 3000, f"{name}: {peak} bytes allocated per block"
 
 
-def test_report_microseconds_per_128_sample_block(capsys):
-    """Prints the cost per 128-sample hop of each stage (min of repeats); asserts nothing."""
+def test_output_stage_is_a_small_part_of_the_period_budget(capsys):
+    """Each stage costs under a tenth of a 128-sample period's duration (2.67 ms at 48 kHz),
+    and all of them together under a quarter, leaving the period to the model and the
+    synthesiser; the cost of each is printed. The best of 20 repeats is taken, so another
+    process on the machine does not change the verdict, only a slow implementation does."""
     x = (0.3 * _rng(13).standard_normal(HOP)).astype(np.float32)
     loud = 4.0 * x
     out = np.empty_like(x)
@@ -599,9 +602,17 @@ def test_report_microseconds_per_128_sample_block(capsys):
         "limiter, releasing": release,
         "limiter, limiting": lambda: limit_block(loud, active, out),
     }
+    budget_s = HOP / SR
+    best_s = {}
     with capsys.disabled():
         print(f"\noutput stage, µs per {HOP}-sample block at {SR} Hz (numpy {np.__version__}):")
         for name, call in calls.items():
             number = 500
-            best = min(timeit.repeat(call, number=number, repeat=20)) / number
-            print(f"  {name:24s} {best * 1e6:6.2f}")
+            best_s[name] = min(timeit.repeat(call, number=number, repeat=20)) / number
+            print(f"  {name:24s} {best_s[name] * 1e6:6.2f}")
+    slow = {name: f"{t * 1e6:.0f} µs" for name, t in best_s.items() if not t < 0.1 * budget_s}
+    assert not slow, f"over a tenth of the {budget_s * 1e6:.0f} µs period: {slow}"
+    # one pass of the stage: reverb, DC blocker, gain and the costliest limiter case
+    limiter = max(best_s[n] for n in best_s if n.startswith("limiter"))
+    total = best_s["reverb (mix 0.3)"] + best_s["dc blocker"] + best_s["master gain"] + limiter
+    assert total < 0.25 * budget_s, f"{total * 1e6:.0f} µs of a {budget_s * 1e6:.0f} µs period"

@@ -347,3 +347,43 @@ def test_mute_and_unmute_ramp_without_a_click():
         np.testing.assert_array_equal(render_periods(e, 5), render_periods(reference, 5))
         both = np.concatenate([render_periods(reference, 0), y1, y2])
         assert np.abs(np.diff(both)).max() <= np.abs(np.diff(np.concatenate([x1, x2]))).max() + 1e-6
+
+
+def test_preparing_a_swap_multiplies_no_matrices(monkeypatch):
+    """OpenBLAS gives a thread that multiplies matrices while another thread is doing so (the
+    audio thread, every period) a 32 MB buffer of its own, for good, and the daemon's mlockall
+    makes it resident: the soak saw +32 MB at a random reload. Preparing a swap (the control
+    thread; here to another hop, a new pipeline with its own reverb) must do no matrix product."""
+    import threading
+
+    products = []
+    dot = np.dot
+
+    def watched(a, b, *args, **kwargs):
+        if np.ndim(a) >= 2 and np.ndim(b) >= 2 and threading.current_thread() is threading.main_thread():
+            products.append((np.shape(a), np.shape(b)))
+        return dot(a, b, *args, **kwargs)
+
+    with Engine(load_model(FIXTURE), EngineSettings(reverb_mix=0.15)) as e:
+        new = load_model(FLOAT_WINDOW)  # 250 Hz: hop 192
+        monkeypatch.setattr(np, "dot", watched)
+        e.request_model(new)
+        monkeypatch.setattr(np, "dot", dot)
+        assert products == []
+        e.render_new(4096)
+        assert e.model is new and e.hop == 192
+
+
+def test_a_reverb_like_another_equals_one_simulated_afresh():
+    from ddsp_device.dsp.output import make_reverb, reverb_block
+
+    fresh = make_reverb(SR, 1.5, 192)
+    like = make_reverb(SR, 1.5, 192, like=make_reverb(SR, 1.5, 128))
+    np.testing.assert_array_equal(like._tap, fresh._tap)
+    x = np.random.default_rng(3).standard_normal(4096).astype(np.float32)
+    a, b = np.empty_like(x), np.empty_like(x)
+    reverb_block(x, 0.3, fresh, a)
+    reverb_block(x, 0.3, like, b)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="like"):
+        make_reverb(SR, 1.0, 192, like=fresh)

@@ -118,3 +118,30 @@ def test_only_the_runtime_module_imports_a_runtime(paths):
     allowed = os.path.join("device", "ddsp_device", "model", "runtime.py")
     assert [o for o in offenders if not o.startswith(allowed)] == []
     assert offenders, "the runtime module should name the runtimes"
+
+
+def test_quiet_native_stderr_drops_only_the_delegate_banner(capfd):
+    from ddsp_device.model.runtime import quiet_native_stderr
+
+    with quiet_native_stderr():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"ERROR: something the user must see\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "ERROR: something the user must see\nafter\n"
+
+
+@pytest.mark.runtime
+def test_plain_commands_do_not_print_the_xnnpack_banner(tmp_path):
+    """The runtime announces its XNNPACK delegate on fd 2 when it loads the Violin: not for users."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    csv = tmp_path / "a.csv"
+    csv.write_text("time_s,f0_hz,loudness\n0,220,0.5\n0.1,220,0.5\n")
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "DDSP_DEVICE_RUNTIME", "HOME")}
+    env.update(PYTHONPATH=os.path.join(root, "device"), DDSP_DEVICE_SYSTEM_CONFIG=str(tmp_path / "none"))
+    result = subprocess.run(
+        [sys.executable, "-m", "ddsp_device.cli", "render", "--controls", str(csv), "--out", str(tmp_path / "a.wav"),
+         "--model", os.path.join(root, "models", "Violin.tflite")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "XNNPACK" not in result.stderr and "wrote" in result.stdout

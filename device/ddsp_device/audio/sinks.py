@@ -12,6 +12,8 @@ close the sink and open a new one. :class:`FaultySink` simulates both for tests 
 
 from __future__ import annotations
 
+import os
+import struct
 import wave
 from pathlib import Path
 from typing import Protocol
@@ -67,43 +69,134 @@ class _SinkBase:
         self.close()
 
 
+#: The RIFF header of a 16-bit mono PCM WAV file: 44 bytes, sizes at offsets 4 and 40.
+_WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+#: The most sample data a RIFF file can declare (its 32-bit size counts the 36 header bytes after it).
+WAV_MAX_DATA_BYTES = 0xFFFFFFFF - 36
+
+
+def wav_max_seconds(sample_rate: int) -> float:
+    """The longest 16-bit mono WAV file at ``sample_rate``, s (the 4 GiB RIFF limit)."""
+    return WAV_MAX_DATA_BYTES // 2 / sample_rate
+
+
 class WavSink(_SinkBase):
-    """16-bit PCM mono WAV file.
+    """16-bit PCM mono WAV file whose header is never wrong by more than a moment.
+
+    Two ways to write it:
+
+    * ``atomic=True`` (``render``): the audio goes to a temp file beside ``path``, renamed over
+      it by a clean :meth:`close`; leaving the ``with`` block with an exception, or
+      ``close(discard=True)``, removes it. ``path`` is the old file or the complete new one.
+    * streaming (the daemon's ``--out``): the file is ``path`` itself and the RIFF and data
+      sizes in its header are rewritten every ``header_every_s`` of audio (a ``flush`` and one
+      44-byte ``pwrite`` from a preallocated buffer, on the writing thread), so a file cut short
+      by a crash or SIGKILL reads, in any WAV reader, as the audio up to the last update.
 
     Args:
         path: file to write (replaced).
         sample_rate: Hz.
         max_block: the largest block that will be written.
+        atomic: write under a temp name and rename on close (see above).
+        header_every_s: audio seconds between header updates while streaming (not atomic).
+    Raises:
+        AudioError: the file cannot be created (at construction), written, or would pass the
+            4 GiB a WAV file can hold (:func:`wav_max_seconds`).
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, max_block: int = 4096):
+    def __init__(self, path: str | Path, sample_rate: int, max_block: int = 4096, *,
+                 atomic: bool = False, header_every_s: float = 0.5):
+        from ..atomicfile import AtomicOutput
+
         self.path = Path(path)
         self.sample_rate = int(sample_rate)
+        self.atomic = bool(atomic)
         self.frames_written = 0
+        self._max_frames = WAV_MAX_DATA_BYTES // 2
+        self._header_every = None if atomic else max(1, int(header_every_s * self.sample_rate))
+        self._frames_at_header = 0
+        self._header = bytearray(_WAV_HEADER.size)
+        self._output = None
         try:
-            self._file = open(self.path, "wb")
+            if atomic:
+                self._output = AtomicOutput(self.path)
+                self._file = self._output.file
+            else:
+                self._file = open(self.path, "wb")
+            self._fd = self._file.fileno()
+            self._write_header()
+            self._file.write(self._header)
         except OSError as err:
+            self._abandon()
             raise AudioError(f"{self.path}: cannot write: {err.strerror or err}") from err
-        self._wav = wave.open(self._file, "wb")
-        self._wav.setnchannels(1)
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(self.sample_rate)
         self._scratch = np.empty(max_block, np.float32)
         self._pcm = np.empty(max_block, np.int16)
+        self._open = True
+
+    def _write_header(self) -> None:
+        data_bytes = 2 * self.frames_written
+        _WAV_HEADER.pack_into(
+            self._header, 0, b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
+            self.sample_rate, 2 * self.sample_rate, 2, 16, b"data", data_bytes,
+        )
+
+    def _update_header(self) -> None:
+        """Make the header declare everything written so far (data first, then the header)."""
+        self._file.flush()
+        self._write_header()
+        os.pwrite(self._fd, self._header, 0)
+        self._frames_at_header = self.frames_written
 
     def write(self, block: np.ndarray) -> int:
-        if self._wav is None:
+        if not self._open:
             raise AudioError(f"{self.path}: write after close")
+        n = block.shape[0]
+        if self.frames_written + n > self._max_frames:
+            raise AudioError(
+                f"{self.path}: full: a WAV file holds at most {wav_max_seconds(self.sample_rate):.0f} s "
+                f"at {self.sample_rate} Hz"
+            )
         pcm = float_to_int16(block, self._scratch, self._pcm)
-        self._wav.writeframesraw(pcm.tobytes())
-        self.frames_written += pcm.shape[0]
+        try:
+            self._file.write(pcm.data)
+            self.frames_written += n
+            if self._header_every is not None and self.frames_written - self._frames_at_header >= self._header_every:
+                self._update_header()
+        except OSError as err:
+            raise AudioError(f"{self.path}: cannot write: {err.strerror or err}") from err
         return WRITTEN
 
-    def close(self) -> None:
-        if self._wav is not None:
-            self._wav.close()
-            self._wav = None
-            self._file.close()
+    def close(self, discard: bool = False) -> None:
+        """Finish the file (final header; atomic: rename into place). ``discard``: an atomic
+        sink removes its temp file instead (a streaming file is kept, its header made right).
+        Twice is harmless."""
+        if not getattr(self, "_open", False):
+            return
+        self._open = False
+        if discard and self._output is not None:
+            self._abandon()
+            return
+        try:
+            self._update_header()
+            if self._output is not None:
+                self._output.commit()
+            else:
+                self._file.close()
+        except OSError as err:
+            self._abandon()
+            raise AudioError(f"{self.path}: cannot write: {err.strerror or err}") from err
+
+    def _abandon(self) -> None:
+        if self._output is not None:
+            self._output.discard()
+        elif getattr(self, "_file", None) is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(discard=exc_type is not None)
 
 
 class NullSink(_SinkBase):

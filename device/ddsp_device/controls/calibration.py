@@ -259,6 +259,8 @@ def save(calibration: Calibration, path: str | os.PathLike[str] | None = None) -
     """Write atomically: a temp file in the same directory, fsync, ``os.replace``, fsync the
     directory. A crash at any point leaves either the old file or the new one, never a mix.
 
+    The state directory is created when missing; the directory of any other ``path`` must exist.
+
     Returns:
         The path written.
     Raises:
@@ -268,7 +270,8 @@ def save(calibration: Calibration, path: str | os.PathLike[str] | None = None) -
 
     target = Path(path) if path is not None else default_path()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if path is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, calibration.to_json().encode())
     except OSError as err:
         raise ControlsError(f"{target}: cannot save the calibration: {err.strerror or err}") from err

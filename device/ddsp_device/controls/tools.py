@@ -65,22 +65,27 @@ def format_state(state: ControlState, knob_roles: tuple[str, ...]) -> str:
 
 
 def run_monitor(
-    rig, out: TextIO, *, seconds: float | None = None, rate_hz: float = 20.0, tty: bool | None = None
+    rig, out: TextIO, *, seconds: float | None = None, rate_hz: float = 20.0, tty: bool | None = None,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Print the poller's newest state ``rate_hz`` times a second until ``seconds`` or Ctrl-C.
+    """Print the poller's newest state ``rate_hz`` times a second for ``seconds`` (after the
+    first scan, at most 1 s) or until Ctrl-C.
 
-    On a terminal the line is rewritten in place; otherwise one line per update.
+    On a terminal the line is rewritten in place; otherwise one line per update. Updates are
+    due at fixed times (``k / rate_hz``), so the rate holds however long a line takes to
+    print. ``clock`` and ``sleep`` are the wall clock's, or a test's.
     """
     tty = out.isatty() if tty is None else tty
     interval = 1.0 / rate_hz
     rig.poller.start()
-    t_end = None if seconds is None else time.monotonic() + seconds
-    first_by = time.monotonic() + 1.0  # let the first scan finish before showing health
-    while rig.poller.latest.raw is None and time.monotonic() < first_by:
-        time.sleep(0.01)
+    first_by = clock() + 1.0  # let the first scan finish before showing health
+    while rig.poller.latest.raw is None and clock() < first_by:
+        sleep(0.01)
     lines = 0
+    due = clock()
+    t_end = None if seconds is None else due + seconds  # ``seconds`` of readings
     try:
-        while t_end is None or time.monotonic() < t_end:
+        while t_end is None or clock() < t_end:
             line = format_state(rig.poller.latest, rig.knob_roles)
             if tty:
                 out.write("\r\x1b[K" + line)
@@ -88,7 +93,12 @@ def run_monitor(
                 out.write(line + "\n")
             out.flush()
             lines += 1
-            time.sleep(interval)
+            due += interval
+            wait = due - clock()
+            if wait > 0:
+                sleep(wait)
+            else:
+                due = clock()  # fell behind (a stalled terminal): carry on from now
     except KeyboardInterrupt:
         pass
     finally:
@@ -282,10 +292,24 @@ class EmulatedPlayer:
 
 def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | None, path=None,
                       input_fn: Callable[[str], str] = input) -> int:
-    """The ``calibrate`` command: guided steps, then an atomic save to the state directory."""
+    """The ``calibrate`` command: guided steps, then an atomic save to the state directory.
+
+    ``path`` (``--out``) saves elsewhere; its directory must exist (checked before the first
+    step, so nobody plays through the steps for nothing), and the closing message says which
+    file the daemon reads. Without ``step_seconds`` each step waits for Enter through
+    ``input_fn``: the caller makes sure there is a terminal.
+
+    Raises:
+        ControlsError: a step failed, input ended (EOF), or the file cannot be saved.
+    """
+    from pathlib import Path
+
     from .bus import SYSTEM_CLOCK
     from .rig import build_rig, load_calibration
 
+    daemon_path = calibration_mod.default_path()
+    if path is not None and not Path(path).parent.is_dir():
+        raise ControlsError(f"{path}: cannot save the calibration there: directory {Path(path).parent} does not exist")
     previous, _ = load_calibration(cfg, path)
     collector = Collector()
     player = EmulatedPlayer(cfg, SYSTEM_CLOCK) if emulate else None
@@ -295,7 +319,10 @@ def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | 
             time.sleep(step_seconds if not message else 0.05)
     else:
         def wait(message: str) -> None:
-            input_fn(f"  {message} " if message else "")
+            try:
+                input_fn(f"  {message} " if message else "")
+            except EOFError:
+                raise ControlsError("calibrate: input ended before the last step; nothing saved") from None
 
     out.write("Calibrating the controls. Follow each step; nothing is saved until the end.\n")
     try:
@@ -304,9 +331,22 @@ def calibrate_command(cfg, out: TextIO, *, emulate: bool, step_seconds: float | 
     finally:
         rig.close()
     saved = calibration_mod.save(calibration, path)
-    out.write(f"\nSaved {saved}. The daemon uses it on its next start or reload "
-              "(sudo systemctl reload ddsp-device).\n")
+    if _same_path(saved, daemon_path):
+        out.write(f"\nSaved {saved}. The daemon uses it on its next start or reload "
+                  "(sudo systemctl reload ddsp-device).\n")
+    else:
+        out.write(f"\nSaved {saved}. The daemon reads {daemon_path}, not this file: copy it there "
+                  "to use it, then reload the daemon (sudo systemctl reload ddsp-device).\n")
     return 0
+
+
+def _same_path(a, b) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def monitor_command(cfg, out: TextIO, *, emulate: bool, seconds: float | None, rate_hz: float) -> int:

@@ -12,7 +12,8 @@ where the limits forbid it, :meth:`AudioThread.start` logs one warning naming th
 thread carries on at normal priority.
 
 Talking to the control thread, without locks: plain counters (``periods``, ``progress``,
-``xruns``, ``reopens``, ``device_losses``, ``max_compute_ns``) that only this thread writes, and
+``xruns``, ``late_periods``, ``reopens``, ``device_losses``, ``max_compute_ns``) that only this
+thread writes, and
 :meth:`AudioThread.drain_events` for what should be logged (the audio thread appends to a
 deque, the control thread pops and logs). :meth:`AudioThread.stats` computes percentiles and
 load on demand, on the calling thread.
@@ -20,6 +21,10 @@ load on demand, on the calling thread.
 Faults:
 
 * underrun: the sink recovers (re-prepare, prefill) and says so; counted in ``xruns``.
+* late period: rendering a period took longer than the period lasts (``period_size /
+  sample_rate``); counted in ``late_periods``. On a sound card this is what turns into an
+  underrun; a sink that never runs dry (a WAV file, paced or not) has no underruns to report,
+  so this counter is the only place a slow period shows there.
 * device lost (:class:`~ddsp_device.audio.sinks.AudioDeviceLost`): the sink is closed and
   reopened with exponential back-off (``backoff_s``, 0.1 s doubling to 5 s) while the rest of
   the daemon runs. The engine is *not* advanced while there is no device: the note resumes where
@@ -125,7 +130,7 @@ class AudioThread:
         name: the thread's name.
 
     Attributes (written by the audio thread, read anywhere): ``periods``, ``progress``,
-    ``xruns``, ``reopens``, ``device_losses``, ``open_failures``, ``max_compute_ns``,
+    ``xruns``, ``late_periods`` (compute time over the period's duration), ``reopens``, ``device_losses``, ``open_failures``, ``max_compute_ns``,
     ``device_ok``, ``realtime``, ``memory_locked``, ``error``; ``first_period_written`` is a
     :class:`threading.Event`.
     """
@@ -172,6 +177,9 @@ class AudioThread:
         self.periods = 0
         self.progress = 0
         self.xruns = 0
+        self.late_periods = 0
+        #: a period's duration, ns: compute time above it makes the period late
+        self.budget_ns = 1_000_000_000 * self.period_size // self.sample_rate
         self.reopens = 0
         self.device_losses = 0
         self.open_failures = 0
@@ -297,6 +305,7 @@ class AudioThread:
             "periods": self.periods,
             "progress": self.progress,
             "xruns": self.xruns,
+            "late_periods": self.late_periods,
             "reopens": self.reopens,
             "device_losses": self.device_losses,
             "open_failures": self.open_failures,
@@ -364,6 +373,7 @@ class AudioThread:
         ring_size = compute_ring.shape[0]
         clock = time.perf_counter_ns
         stop = self._stop
+        budget_ns = self.budget_ns
         sink = self._sink
         first = self.first_period_written
         f0_hz, loudness = 440.0, 0.0
@@ -390,6 +400,8 @@ class AudioThread:
             self._timed += 1
             if dt > self.max_compute_ns:
                 self.max_compute_ns = dt
+            if dt > budget_ns:
+                self.late_periods += 1
             try:
                 if sink.write(out):
                     self.xruns += 1

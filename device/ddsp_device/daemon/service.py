@@ -612,6 +612,7 @@ class Service:
             "period_ms": stats.get("period_ms"),
             "budget_ms": budget_ms,
             "xruns": stats.get("xruns"),
+            "late_periods": stats.get("late_periods"),
             "sensors": sensors,
             "counters": {
                 "periods": stats.get("periods"), "reopens": stats.get("reopens"),
@@ -641,7 +642,8 @@ class Service:
         load_text = f"{100 * load:.0f}%" if isinstance(load, (int, float)) else "-"
         muted = ", muted" if self._muted else ""
         restart = f", restart needed for {', '.join(self.restart_needed)}" if self.restart_needed else ""
-        return f"playing {self.model_name}{muted}, load {load_text}, xruns {s.get('xruns', 0)}{restart}"
+        return (f"playing {self.model_name}{muted}, load {load_text}, xruns {s.get('xruns', 0)}, "
+                f"late periods {s.get('late_periods', 0)}{restart}")
 
 
 def _one_line(err: BaseException) -> str:

@@ -13,11 +13,20 @@ Faults (``--faults i2c=R,xrun=R,model=R`` or ``none``):
 - ``model=R``: R reloads per audio-second; every other one offers a broken model (empty,
   truncated, random bytes, wrong tensors, Flex ops, in turn), the others a valid one.
 
+Every fault is scheduled in audio time before the run (from ``seed``) and every scheduled fault
+is delivered, in order, even when the control thread falls behind the audio (a reload checks its
+model in a child process, seconds of wall time on a busy machine, while the audio runs on at
+several times real time): a late fault is delivered late, never skipped, and the run goes on
+until each has played out. So the faults a soak injects depend on its seed and length, not on
+the speed of the machine.
+
 ``--hardware`` instead runs on the configured sensors and ALSA device in real time: a builder's
 burn-in of a new box (``--faults none``).
 
 Pass: no crash, memory growth < 5 MB, no NaN, peak ≤ −0.3 dBFS, it played, every broken model
-refused.
+refused. Memory growth is measured from a baseline taken once the first reload of each kind
+(each valid model, a broken one) has played out, so one-time costs (a model's first load, the
+first child process) are not mistaken for a leak.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ DROPOUT_EVERY_S = 20.0
 DROPOUT_S = 0.3
 #: No new faults in the last seconds, so that every fault injected has played out in the report.
 QUIET_END_S = 2.0
-DRAIN_LIMIT_S = 5.0  # audio seconds past the end to let a pending crossfade finish
+DRAIN_LIMIT_S = 5.0  # audio seconds after the last fault to let a pending crossfade finish
 
 
 @dataclass(frozen=True)
@@ -242,21 +251,38 @@ class Soak:
         self.bus = None
         self.player = None
         self.service = None
-        self.next_model_s = self._interval(faults.model)
-        # the first dropout early enough that a short soak sees one too
-        self.next_dropout_s = min(DROPOUT_EVERY_S, 0.4 * seconds) if faults.i2c > 0 else math.inf
+        # the schedules, in audio seconds, fixed before the run
+        self.model_times = self._schedule(faults.model, seconds - QUIET_END_S)
+        self.dropout_times: list[float] = []
+        if faults.i2c > 0:
+            t = min(DROPOUT_EVERY_S, 0.4 * seconds)  # the first early enough that a short soak sees one
+            while t < seconds - QUIET_END_S:
+                self.dropout_times.append(t)
+                t += DROPOUT_EVERY_S
         self.dropout_until = None
         self.reloads_valid = 0
         self.reloads_broken = 0
         self.dropouts = 0
+        self.last_fault_s = 0.0
+        # the memory baseline waits for the first reload of each kind (see the module docstring)
+        planned_valid = sum(1 for i in range(len(self.model_times)) if i % 2 == 0)
+        self.baseline_after = (min(len(self.valid), planned_valid), min(1, len(self.model_times) - planned_valid))
         self.rss_start = None
         self.rss_end = None
         self.wall_start = None
         self.error: str | None = None
         self._adc_address = None
 
-    def _interval(self, rate: float) -> float:
-        return self.rng.expovariate(rate) if rate > 0 else math.inf
+    def _schedule(self, rate: float, until_s: float) -> list[float]:
+        """Poisson arrival times (audio seconds) at ``rate`` per second, before ``until_s``."""
+        times: list[float] = []
+        if rate <= 0:
+            return times
+        t = self.rng.expovariate(rate)
+        while t < until_s:
+            times.append(t)
+            t += self.rng.expovariate(rate)
+        return times
 
     def audio_s(self) -> float:
         if self.sink is not None:
@@ -284,18 +310,27 @@ class Soak:
         t = self.audio_s()
         if self.wall_start is None:
             self.wall_start = time.monotonic()
-        if self.rss_start is None and t >= min(WARM_UP_AUDIO_S, 0.25 * self.seconds):
+        engine = service.engine
+        # a model still waiting for the audio thread, or crossfading: the last reload is not over
+        busy = engine is not None and (engine.swap_pending or engine.crossfading)
+        if (self.rss_start is None and not busy and t >= min(WARM_UP_AUDIO_S, 0.25 * self.seconds)
+                and self.reloads_valid >= self.baseline_after[0] and self.reloads_broken >= self.baseline_after[1]):
             self.rss_start = rss_mb()
         if self.bus is not None:
             if self.dropout_until is not None and t >= self.dropout_until:
                 self.bus.reconnect(self._adc_address)
                 self.dropout_until = None
-            elif t >= self.next_dropout_s and t < self.seconds - QUIET_END_S:
+            elif self.dropout_until is None and self.dropout_times and t >= self.dropout_times[0]:
+                self.dropout_times.pop(0)
                 self.bus.disconnect(self._adc_address)
                 self.dropouts += 1
                 self.dropout_until = t + DROPOUT_S
-                self.next_dropout_s = t + DROPOUT_EVERY_S
-        if t >= self.next_model_s and t < self.seconds - QUIET_END_S:
+                self.last_fault_s = t
+        # One reload per tick at most, and only once the previous one has played out: the
+        # service runs the reload in this same loop, so by the next tick it has been refused or
+        # handed to the engine, which picks it up within a period.
+        if self.model_times and t >= self.model_times[0] and not busy:
+            self.model_times.pop(0)
             offer_broken = (self.reloads_valid + self.reloads_broken) % 2 == 1
             if offer_broken:
                 path = self.broken[self.reloads_broken % len(self.broken)]
@@ -305,13 +340,12 @@ class Soak:
                 self.reloads_valid += 1
             service.state.selected_model = path.stem
             service.reload_requested.set()
-            self.next_model_s = t + self._interval(self.faults.model)
-        if t >= self.seconds:
-            # Drain first: a reload offered near the end is checked in a child process while the
-            # audio runs on (2-3x real time), so its crossfade may not have happened yet.
-            engine = service.engine
-            busy = engine is not None and (engine.swap_pending or engine.crossfading)
-            if not busy or t >= self.seconds + DRAIN_LIMIT_S:
+            self.last_fault_s = t
+            return
+        if t >= self.seconds and not self.model_times and not self.dropout_times and self.dropout_until is None:
+            # Drain: the last reload's crossfade plays out first (an audio-thread matter: bounded
+            # in audio time after the last fault, in case something never lets it finish).
+            if not busy or t >= max(self.seconds, self.last_fault_s) + DRAIN_LIMIT_S:
                 service.stop_requested.set()
 
     # ------------------------------------------------------------------ running
@@ -381,6 +415,7 @@ class Soak:
             },
             "period_ms": stats.get("period_ms"),
             "max_period_ms": round(getattr(audio, "max_compute_ns", 0) / 1e6, 3) if audio is not None else None,
+            "late_periods": stats.get("late_periods"),
             "memory_mb": {"start": round(rss_start, 1) if rss_start else None,
                           "end": round(self.rss_end, 1) if self.rss_end else None,
                           "growth": round(growth, 2) if growth is not None else None},
@@ -417,7 +452,8 @@ def format_report(r: dict) -> str:
         f"{f['broken_models']} broken models, {f['valid_reloads']} valid reloads",
         f"survived: crashes {s['crashes']}, xruns counted {s['xruns_counted']}, crossfades {s['crossfades']}, "
         f"reloads refused {s['reloads_refused']}",
-        f"period compute: p50 {p.get('p50', '-')} ms, p99 {p.get('p99', '-')} ms, max {r['max_period_ms']} ms",
+        f"period compute: p50 {p.get('p50', '-')} ms, p99 {p.get('p99', '-')} ms, max {r['max_period_ms']} ms, "
+        f"late periods {r['late_periods']}",
         f"memory: {m['start']} MB at start, {m['end']} MB at end (growth {m['growth']} MB)",
         f"output: peak {r['peak_dbfs']} dBFS, NaN samples {r['nan_samples']}",
     ]

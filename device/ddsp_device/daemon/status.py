@@ -32,6 +32,8 @@ shows a missing or malformed value as ``-``)::
       "period_ms": {"p50": 1.2, "p99": 2.5, "max": 4.1},   # compute time per audio period
       "budget_ms": 5.33,                  # the period's duration: period_frames / sample_rate
       "xruns": 0,                         # underruns since start
+      "late_periods": 0,                  # periods whose compute took longer than budget_ms
+                                          # (the only sign of a slow period when writing a file)
       "audio": {"device": "hw:CARD=sndrpihifiberry,DEV=0", "rate": 48000,
                 "period": 256, "periods": 2},              # as accepted by ALSA
       "sensors": [{"name": "ribbon", "address": 72, "state": "ok", "faults": 0, "retries": 3}],
@@ -713,6 +715,7 @@ def format_status(d: Mapping[str, Any]) -> str:
         CPU load  23 %
         compute   p50 1.20 ms, p99 2.50 ms, max 4.10 ms of 5.33 ms per period (max 77 %)
         xruns     0
+        late      0 periods over budget
         audio     hw:CARD=sndrpihifiberry,DEV=0, 48000 Hz, 256 frames × 2 periods
         sensors
           name    address  state  faults  retries
@@ -732,6 +735,7 @@ def format_status(d: Mapping[str, Any]) -> str:
         f"{'CPU load':<10}{_num(100.0 * load, '.0f') + ' %' if _is_number(load) else _MISSING}",
         f"{'compute':<10}{_compute_line(d.get('period_ms'), d.get('budget_ms'))}",
         f"{'xruns':<10}{_count(d.get('xruns'))}",
+        f"{'late':<10}{_count(d.get('late_periods'))} periods over budget",
         f"{'audio':<10}{_audio_line(d.get('audio'))}",
     ]
     restart = d.get("restart_needed")

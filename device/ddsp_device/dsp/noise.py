@@ -47,7 +47,11 @@ def noise_basis(sample_rate: int, model_sample_rate_hz: int, n_bands: int = N_NO
             frac = (hz - model_hz[i]) / (model_hz[i + 1] - model_hz[i])
             resample[row, i] = 1.0 - frac
             resample[row, i + 1] = frac
-        basis = basis @ resample
+        # numpy's own loop, not ``@``: a matrix product goes to OpenBLAS, which gives a thread
+        # that calls it while another thread is inside it (the audio thread, every period) a
+        # 32 MB buffer of its own, kept for good. This runs on the control thread at a model
+        # swap, so ``@`` made the daemon's memory jump by 32 MB at a random reload.
+        basis = np.einsum("tb,bm->tm", basis, resample)
     return basis.astype(np.float32)
 
 

@@ -545,7 +545,9 @@ def _hadamard(n: int) -> np.ndarray:
     return h / math.sqrt(n)
 
 
-def make_reverb(sample_rate: int, decay_s: float, max_block: int = CHUNK) -> ReverbState:
+def make_reverb(
+    sample_rate: int, decay_s: float, max_block: int = CHUNK, like: "ReverbState | None" = None
+) -> ReverbState:
     """A small, cheap room: an 8-line feedback delay network with a pre-delay.
 
     Lines: distinct prime delays spread geometrically over 20–60 ms; an orthogonal (Hadamard)
@@ -565,9 +567,14 @@ def make_reverb(sample_rate: int, decay_s: float, max_block: int = CHUNK) -> Rev
         decay_s: RT60 at low frequencies, s, in ``[DECAY_MIN_S, DECAY_MAX_S]``.
         max_block: the longest block you will pass; sizes the scratch (capped at the shortest
             delay).
+        like: a reverb with the same ``sample_rate`` and ``decay_s`` whose normalisation is
+            taken over instead of simulating the impulse response again (the block size does not
+            change the response). The simulation is a matrix product, which OpenBLAS serves from
+            a 32 MB buffer per thread that calls one while another thread is inside one: build a
+            reverb next to a playing one (a model swap on the control thread) with ``like``.
 
     Raises:
-        ValueError: an argument is out of range.
+        ValueError: an argument is out of range, or ``like`` has another rate or decay.
     """
     _check_positive_int("sample_rate", sample_rate)
     _check_positive_int("max_block", max_block)
@@ -627,6 +634,14 @@ def make_reverb(sample_rate: int, decay_s: float, max_block: int = CHUNK) -> Rev
     )
     state._flat = state._buf.reshape(-1)
 
+    if like is not None:
+        if (like.sample_rate, like.decay_s, like.delays) != (state.sample_rate, state.decay_s, state.delays):
+            raise ValueError(
+                f"like: a reverb at {like.sample_rate} Hz, {like.decay_s} s; this one is at "
+                f"{sample_rate} Hz, {decay_s} s"
+            )
+        state._tap = like._tap.copy()
+        return state
     # Normalise the wet tap to a unit-energy impulse response (energy left after decay_s < 1e-6).
     n_sim = int(decay_s * sample_rate) + predelay + max(delays)
     impulse = np.zeros(n_sim, np.float32)

@@ -29,7 +29,7 @@ from ddsp_device.model.binding import (
 )
 from ddsp_device.model.flatbuffer import check_flatbuffer
 from ddsp_device.model.metadata import KNOWN_KEYS, METADATA_MEMBER, metadata_from_bytes
-from ddsp_device.model.runtime import RUNTIME_CHOICES, import_interpreter
+from ddsp_device.model.runtime import RUNTIME_CHOICES, import_interpreter, quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -400,14 +400,15 @@ def load_model(
     metadata = metadata_from_bytes(data, path, summary.size)
 
     interpreter_class, runtime_name = import_interpreter(runtime)
-    try:
-        interpreter = interpreter_class(model_content=data, num_threads=num_threads)
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"{path}: {runtime_name} cannot load the model: {_one_line(err)}") from err
-    try:
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"{path}: {runtime_name} cannot prepare the model: {_one_line(err)}") from err
+    with quiet_native_stderr():  # the runtimes announce their XNNPACK delegate on fd 2
+        try:
+            interpreter = interpreter_class(model_content=data, num_threads=num_threads)
+        except (ValueError, RuntimeError) as err:
+            raise ModelError(f"{path}: {runtime_name} cannot load the model: {_one_line(err)}") from err
+        try:
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ModelError(f"{path}: {runtime_name} cannot prepare the model: {_one_line(err)}") from err
 
     binding, problems = bind_tensors(interpreter)
     if problems:

@@ -6,10 +6,14 @@ when :func:`import_interpreter` is called (never at package import).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-from typing import Any
+import sys
+import tempfile
+import threading
+from typing import Any, Iterator
 
 from ddsp_device.errors import RuntimeUnavailableError
 
@@ -60,3 +64,56 @@ def import_interpreter(runtime: str = "auto") -> tuple[Any, str]:
     tried = "; ".join(failures)
     hint = "install tflite-runtime (Python <= 3.11, numpy<2) or ai-edge-litert"
     raise RuntimeUnavailableError(f"no TFLite runtime could be imported: {tried}. {hint}")
+
+
+#: Lines the native runtimes print on fd 2 that say nothing to a user (dropped by
+#: :func:`quiet_native_stderr`).
+NATIVE_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(drop: tuple[bytes, ...] = NATIVE_NOISE) -> Iterator[None]:
+    """Drop the runtime's ``INFO: Created … XNNPACK delegate`` line while a model is created.
+
+    The runtimes print it from C++ straight to file descriptor 2, with no option to turn it off
+    (``TF_CPP_MIN_LOG_LEVEL`` does not reach TFLite's minimal logging). For the duration of the
+    block fd 2 goes to a temp file; afterwards every line in it except those in ``drop`` is
+    written to the real fd 2, so warnings and errors (and log lines from other threads in the
+    meantime) still appear, only later. Does nothing when fd 2 cannot be duplicated.
+    """
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
+        try:
+            capture = tempfile.TemporaryFile()
+        except OSError:
+            os.close(saved)
+            yield
+            return
+        with capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                try:
+                    sys.stderr.flush()
+                except (AttributeError, OSError, ValueError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                kept = [line for line in capture.read().splitlines(keepends=True)
+                        if line.rstrip(b"\r\n") not in drop]
+                if kept:
+                    try:
+                        os.write(2, b"".join(kept))
+                    except OSError:
+                        pass
