@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${VIOLIN_WORK:-build/violin}
 RUN=${VIOLIN_RUN:-models/violin-run}
-STEPS=${VIOLIN_STEPS:-12000}
+STEPS=${VIOLIN_STEPS:-6000}
 TRAIN=.venv-train/bin/ddsp-device
 mkdir -p "$WORK"
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
