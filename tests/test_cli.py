@@ -167,8 +167,10 @@ def test_demo_writes_an_expressive_phrase(tmp_path):
     a, _ = read_wav(out)
     b, _ = read_wav(again)
     assert len(a) == len(b)
-    # the CSV is written with 5 decimals, so allow a tiny difference
-    assert np.max(np.abs(a - b)) < 0.02
+    # the CSV is written with 5 decimals: a rounded control can tip the int8 model's input onto the
+    # next quantisation step (one output step is about 0.5 dB), so compare energies, not samples
+    difference_db = 10 * np.log10(np.mean((a - b) ** 2) / np.mean(a**2))
+    assert difference_db < -25.0, difference_db
 
 
 def test_console_script_exits_nonzero_without_traceback(tmp_path):
