@@ -14,7 +14,7 @@ APT_PACKAGES += systemd
 # fluidsynth and a General MIDI soundfont render the violin training data (ddsp-device train).
 APT_PACKAGES += fluidsynth fluid-soundfont-gm
 
-.PHONY: all demo test test-main test-litert test-train violin bench deps system-deps clean help
+.PHONY: all demo test test-main test-litert test-train test-loaded violin bench deps system-deps clean help
 
 all: help
 
@@ -22,6 +22,7 @@ help:
 	@echo "make demo   - install what is missing, render the built-in phrase to demo.wav, play it if there is a sound card"
 	@echo "make test   - install what is missing and run every test (under tflite-runtime, and the runtime tests under ai-edge-litert)"
 	@echo "make bench  - measure the engine on this machine"
+	@echo "make test-loaded RUNS=5 - make test RUNS times in a row with every core kept busy"
 	@echo "make violin - rebuild the Violin model (data, training, export, evaluation; about an hour; VIOLIN_RUN=DIR trains afresh)"
 	@echo "make clean  - remove the venvs and build output"
 	@echo "sudo make install   - on the Pi: the service, its user, a venv in /opt/ddsp-device, models, config"
@@ -53,6 +54,11 @@ violin: deps $(VENV_TRAIN)/.installed
 
 bench: deps
 	$(VENV)/bin/ddsp-device bench
+
+# make test RUNS times in a row with a CPU hog on every core (no test may depend on machine speed).
+RUNS ?= 5
+test-loaded:
+	bash .ci/loaded $(RUNS)
 
 deps: system-deps $(VENV)/.installed
 
