@@ -261,3 +261,21 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"ddsp-device {__version__}"
+
+
+@pytest.mark.parametrize("k", [0, 8, 174, 175, 177, 178])
+def test_monitor_line_count_does_not_depend_on_when_it_starts(k):
+    """How long the first scan takes moves the start; rounding of the sums must not then add a
+    25th line to 2 s at 12 Hz (it did for these starts: a loaded machine found one)."""
+    from ddsp_device.controls.bus import SYSTEM_CLOCK
+    from ddsp_device.controls.tools import run_monitor
+
+    c = cfg()
+    rig = build_rig(c, bus=EmulatedPlayer(c, SYSTEM_CLOCK, gesture=True).bus)
+    now = [k * 0.01 + k * 1e-7]
+
+    def sleep(s):
+        now[0] += s
+
+    assert run_monitor(rig, io.StringIO(), seconds=2.0, rate_hz=12.0, tty=False, clock=lambda: now[0],
+                       sleep=sleep) == 24

@@ -84,8 +84,10 @@ def run_monitor(
     lines = 0
     due = clock()
     t_end = None if seconds is None else due + seconds  # ``seconds`` of readings
+    # Half an interval of slack at the end: the update due at exactly ``t_end`` is the next
+    # window's, whatever the rounding of the sums (``seconds · rate_hz`` lines on time).
     try:
-        while t_end is None or clock() < t_end:
+        while t_end is None or clock() < t_end - 0.5 * interval:
             line = format_state(rig.poller.latest, rig.knob_roles)
             if tty:
                 out.write("\r\x1b[K" + line)
